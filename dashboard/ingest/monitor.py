@@ -1,0 +1,173 @@
+"""The monitor loop: read a batch from the stream, write it, acknowledge it, repeat.
+
+- A malformed entry or event is logged, counted and moved to the dead-letter stream; it never stops
+  the loop.
+- When the database is unreachable the batch in hand stays unacknowledged; the loop backs off and
+  writes it again once the database answers, so nothing is lost.
+- A batch the database refuses for its content (not for being down) is split to find the events
+  at fault, which go to the dead-letter stream; the rest is written.
+- ``stop()`` (SIGTERM, Ctrl-C) lets the batch in hand finish, then the loop returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import redis
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
+
+from dashboard.ingest.stream import Entry, StreamConsumer
+from dashboard.ingest.writer import write_events
+from workers.events import Event, Rejected, decode_entry
+
+logger = logging.getLogger("tasktrail.monitor")
+
+HEARTBEAT_SUFFIX = ":monitors"
+
+
+@dataclass
+class MonitorStats:
+    entries: int = 0
+    events: int = 0
+    rejected: int = 0
+    batches: int = 0
+    db_retries: int = 0
+    started_at: float = field(default_factory=time.time)
+
+
+class Monitor:
+    def __init__(
+        self,
+        consumer: StreamConsumer,
+        *,
+        batch_entries: int = 200,
+        block_ms: int = 1000,
+        max_backoff: float = 10.0,
+        heartbeat_every: float = 2.0,
+    ) -> None:
+        self.consumer = consumer
+        self.batch_entries = batch_entries
+        self.block_ms = block_ms
+        self.max_backoff = max_backoff
+        self.heartbeat_every = heartbeat_every
+        self.stats = MonitorStats()
+        self._stopping = threading.Event()
+        self._last_heartbeat = 0.0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    # -- loop -----------------------------------------------------------------------------------
+
+    def run(self, *, drain: bool = False) -> MonitorStats:
+        """Process until stopped; with ``drain``, until the stream has nothing left for us."""
+        if drain:
+            self.consumer.claim_idle_ms = 0  # take over whatever another monitor left pending
+        self._call_redis(self.consumer.ensure_group)
+        while not self.stopping:
+            entries = self._call_redis(
+                lambda: self.consumer.read(self.batch_entries, None if drain else self.block_ms)
+            )
+            if entries:
+                self.process(entries)
+            elif drain and entries is not None:
+                break
+            self._maybe_heartbeat()
+        self._maybe_heartbeat(force=True)
+        return self.stats
+
+    def process(self, entries: Sequence[Entry]) -> bool:
+        """Decode, write and acknowledge ``entries``. False if stopped before the write succeeded."""
+        events: list[Event] = []
+        for entry_id, fields in entries:
+            if not fields:
+                continue  # deleted while pending: already processed
+            decoded, rejected = decode_entry(fields)
+            events.extend(decoded)
+            if rejected:
+                self._reject(entry_id, rejected)
+        if events and not self._write_with_retry(events):
+            return False
+        self._call_redis(lambda: self.consumer.ack([entry_id for entry_id, _ in entries]))
+        self.stats.entries += len(entries)
+        self.stats.events += len(events)
+        self.stats.batches += 1
+        return True
+
+    def _reject(self, entry_id: bytes, rejected: Sequence[Rejected]) -> None:
+        self.stats.rejected += len(rejected)
+        for item in rejected:
+            logger.warning("malformed event in entry %s: %s", entry_id.decode(), item.reason)
+        self._call_redis(lambda: self.consumer.dead_letter(entry_id, rejected))
+
+    def _write_with_retry(self, events: list[Event]) -> bool:
+        backoff = 0.5
+        while True:
+            try:
+                write_events(events)
+                return True
+            except (OperationalError, InterfaceError) as exc:
+                self.stats.db_retries += 1
+                logger.warning("database unavailable (%s); retrying in %.1fs", exc, backoff)
+                connection.close()
+            except DatabaseError as exc:
+                # The database is up but refuses this content: find the events at fault.
+                logger.warning("database refused a batch (%s); splitting it", exc)
+                return self._write_separately(events)
+            if self._stopping.wait(backoff):
+                return False  # stopped while the database is down: leave the batch pending
+            backoff = min(self.max_backoff, backoff * 2)
+
+    def _write_separately(self, events: list[Event]) -> bool:
+        by_task: dict[str, list[Event]] = {}
+        for event in events:
+            by_task.setdefault(event["task_id"], []).append(event)
+        for task_events in by_task.values():
+            try:
+                write_events(task_events)
+            except (OperationalError, InterfaceError):
+                connection.close()
+                if not self._write_with_retry(task_events):
+                    return False
+            except DatabaseError as exc:
+                connection.close()
+                for event in task_events:
+                    self._reject(b"(batch)", [Rejected(f"database refused: {exc}"[:500], event)])
+        return True
+
+    # -- redis ------------------------------------------------------------------------------------
+
+    def _call_redis(self, call):  # type: ignore[no-untyped-def]
+        """Run a Redis call, waiting out connection failures (returns None if stopped meanwhile)."""
+        backoff = 0.5
+        while True:
+            try:
+                return call()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                logger.warning("Redis unavailable (%s); retrying in %.1fs", exc, backoff)
+            if self._stopping.wait(backoff):
+                return None
+            backoff = min(self.max_backoff, backoff * 2)
+
+    def _maybe_heartbeat(self, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._last_heartbeat < self.heartbeat_every:
+            return
+        self._last_heartbeat = now
+        try:
+            backlog = self.consumer.backlog()
+            beat = {"at": now, **vars(self.stats), **backlog}
+            self.consumer.client.hset(
+                self.consumer.stream + HEARTBEAT_SUFFIX, self.consumer.consumer, json.dumps(beat)
+            )
+        except redis.RedisError as exc:
+            logger.warning("could not write the monitor heartbeat: %s", exc)

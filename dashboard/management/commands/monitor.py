@@ -1,0 +1,46 @@
+"""``manage.py monitor``: the only writer of task rows. Runs until SIGTERM / Ctrl-C.
+
+``--drain`` processes what the stream holds and exits (tests, scripts, a one-off catch-up).
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from dashboard.ingest.monitor import Monitor
+from dashboard.ingest.stream import StreamConsumer
+
+
+class Command(BaseCommand):
+    help = "Read the tasktrail event stream and write task rows."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--drain", action="store_true", help="Exit once the stream is empty.")
+        parser.add_argument("--consumer", default="", help="Consumer name (default: host-pid).")
+        parser.add_argument("--batch", type=int, default=200, help="Stream entries per batch.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+        )
+        consumer = StreamConsumer(client, settings.TASKTRAIL_STREAM, consumer=options["consumer"])
+        monitor = Monitor(consumer, batch_entries=options["batch"])
+
+        def stop(signum: int, frame: Any) -> None:
+            self.stderr.write("monitor: stopping after the batch in hand")
+            monitor.stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        if not options["drain"]:
+            self.stdout.write(f"monitor {consumer.consumer}: reading {consumer.stream}")
+        stats = monitor.run(drain=options["drain"])
+        self.stdout.write(
+            f"monitor: {stats.events} events from {stats.entries} entries written, "
+            f"{stats.rejected} rejected"
+        )

@@ -1,0 +1,143 @@
+"""What tasktrail stores: one row per Celery task id, one per execution attempt.
+
+Only the monitor writes these rows (``dashboard.ingest``), by joining events with the rules in
+``dashboard.ingest.merge``; the ``*_key`` columns are the ordering keys those rules need and are not
+meant for display. Results stay in django-celery-results' ``TaskResult``, joined by task id.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from dashboard.ingest import merge
+
+
+class TaskState(models.TextChoices):
+    PENDING = merge.PENDING, "Pending"
+    RECEIVED = merge.RECEIVED, "Received"
+    STARTED = merge.STARTED, "Started"
+    RETRY = merge.RETRY, "Waiting to retry"
+    SUCCESS = merge.SUCCESS, "Succeeded"
+    FAILURE = merge.FAILURE, "Failed"
+    REVOKED = merge.REVOKED, "Revoked"
+    REJECTED = merge.REJECTED, "Rejected"
+
+
+class TaskRun(models.Model):
+    task_id = models.CharField("task id", max_length=255, unique=True)
+    # null until an event naming them arrives (events can come in any order)
+    name = models.CharField("task name", max_length=255, null=True, blank=True)
+    queue = models.CharField(max_length=255, null=True, blank=True)
+    input_id = models.CharField(
+        "input id",
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="The business id the task works on (an order id, a SKU), from its arguments.",
+    )
+    state = models.CharField(max_length=16, choices=TaskState.choices, default=TaskState.PENDING)
+    retries = models.PositiveIntegerField(default=0, help_text="Celery retries so far.")
+    exc_type = models.CharField("error type", max_length=255, null=True, blank=True)
+    exc_message = models.TextField("error message", null=True, blank=True)
+
+    first_seen_at = models.DateTimeField(help_text="Earliest event recorded for this task.")
+    published_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(
+        null=True, blank=True, help_text="Start of the latest attempt."
+    )
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(help_text="Latest event recorded for this task.")
+    worker = models.CharField(max_length=255, null=True, blank=True)
+    runtime = models.FloatField(null=True, blank=True, help_text="Seconds, latest attempt.")
+    queue_wait = models.FloatField(
+        null=True, blank=True, help_text="Seconds between (re)publish or ETA and start."
+    )
+    eta = models.DateTimeField("ETA", null=True, blank=True)
+    expires = models.DateTimeField(null=True, blank=True)
+
+    parent_id = models.CharField(max_length=255, null=True, blank=True)
+    root_id = models.CharField(max_length=255, null=True, blank=True)
+    group_id = models.CharField(max_length=255, null=True, blank=True)
+    trace_id = models.CharField(max_length=32, null=True, blank=True)
+    trace_sampled = models.BooleanField(null=True, blank=True)
+
+    args = models.TextField(null=True, blank=True, help_text="Positional arguments as JSON.")
+    kwargs = models.TextField(null=True, blank=True, help_text="Keyword arguments as JSON.")
+    arg_names = models.TextField(
+        null=True, blank=True, help_text="Comma-separated names of the positional parameters."
+    )
+    args_dropped = models.CharField(
+        max_length=255, null=True, blank=True, help_text="Why the arguments were not kept."
+    )
+    retry_of = models.CharField(
+        max_length=255, null=True, blank=True, help_text="Task id this task is an operator retry of."
+    )
+    retried_as = models.CharField(
+        max_length=255, null=True, blank=True, help_text="Task id of the operator retry of this task."
+    )
+
+    # ordering keys of the merge rules (see dashboard.ingest.merge)
+    state_key = models.BigIntegerField(default=merge.NO_KEY)
+    worker_key = models.BigIntegerField(default=merge.NO_KEY)
+    start_key = models.BigIntegerField(default=merge.NO_KEY)
+    error_key = models.BigIntegerField(default=merge.NO_KEY)
+
+    class Meta:
+        verbose_name = "task run"
+        indexes = [
+            models.Index(fields=["-first_seen_at", "-id"], name="taskrun_recent"),
+            models.Index(fields=["state", "-first_seen_at", "-id"], name="taskrun_state_recent"),
+            models.Index(fields=["name", "-first_seen_at", "-id"], name="taskrun_name_recent"),
+            models.Index(fields=["queue", "-first_seen_at", "-id"], name="taskrun_queue_recent"),
+            models.Index(fields=["worker", "-first_seen_at", "-id"], name="taskrun_worker_recent"),
+            models.Index(fields=["input_id"], name="taskrun_input_id"),
+            models.Index(fields=["trace_id"], name="taskrun_trace_id"),
+            models.Index(fields=["root_id"], name="taskrun_root_id"),
+            models.Index(fields=["parent_id"], name="taskrun_parent_id"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(state__in=TaskState.values), name="taskrun_state_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or '?'}[{self.task_id}] {self.state}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in merge.TERMINAL_STATES
+
+
+class TaskAttempt(models.Model):
+    """One execution attempt of a task id (Celery's own retries reuse the id)."""
+
+    task_id = models.CharField("task id", max_length=255)
+    attempt = models.PositiveIntegerField(help_text="0 for the first run, n for the n-th retry.")
+    outcome = models.CharField(max_length=16, default=merge.PENDING)
+    worker = models.CharField(max_length=255, null=True, blank=True)
+    pid = models.IntegerField(null=True, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    eta = models.DateTimeField("ETA", null=True, blank=True)
+    received_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    runtime = models.FloatField(null=True, blank=True, help_text="Seconds.")
+    queue_wait = models.FloatField(null=True, blank=True, help_text="Seconds.")
+    exc_type = models.CharField("error type", max_length=255, null=True, blank=True)
+    exc_message = models.TextField("error message", null=True, blank=True)
+    traceback = models.TextField(null=True, blank=True)
+    span_id = models.CharField(max_length=16, null=True, blank=True)
+
+    worker_key = models.BigIntegerField(default=merge.NO_KEY)
+    outcome_rank = models.IntegerField(default=0)
+
+    class Meta:
+        verbose_name = "task attempt"
+        constraints = [
+            models.UniqueConstraint(fields=["task_id", "attempt"], name="taskattempt_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} attempt {self.attempt}: {self.outcome}"

@@ -1,0 +1,1 @@
+"""Celery side of tasktrail: the recorder (no Django), the app, demo tasks, control."""

@@ -1,0 +1,186 @@
+"""The event format shared by the recorder (writer) and the monitor (reader).
+
+One event is a flat dict: ``v, kind, task_id, ts`` plus what that kind knows. The recorder packs a
+process's buffered events into one stream entry (a msgpack list under the field ``e``); the monitor
+decodes an entry back into validated events and sets aside whatever does not validate.
+
+Imports no Django: any Celery process can produce events.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import msgpack
+
+SCHEMA_VERSION: Final = 1
+ENTRY_FIELD: Final = b"e"
+
+Kind = Literal[
+    "published",  # before/after_task_publish: the message left the producer
+    "received",  # task_received: a worker took the message (main process)
+    "started",  # task_prerun: an attempt began (pool process)
+    "retried",  # task_retry: the attempt failed and the task will run again
+    "succeeded",  # task_success
+    "failed",  # task_failure
+    "revoked",  # task_revoked: skipped, expired or terminated
+    "rejected",  # task_rejected: the worker refused the message
+    "unknown",  # task_unknown: no task of that name is registered on the worker
+]
+KINDS: Final[frozenset[str]] = frozenset(Kind.__args__)  # type: ignore[attr-defined]
+
+# Size caps, in characters, for free text a task controls.
+MAX_ID: Final = 255
+MAX_NAME: Final = 255
+MAX_MESSAGE: Final = 4096
+MAX_TRACEBACK: Final = 16384
+DEFAULT_MAX_ARGS_BYTES: Final = 64 * 1024
+# Stream entries bigger than this are refused by the monitor as malformed.
+MAX_ENTRY_BYTES: Final = 16 * 1024 * 1024
+
+# field -> (accepted types, max length for str or None). Unknown fields are ignored on decode.
+_STR = (str,)
+_NUM = (int, float)
+FIELDS: Final[dict[str, tuple[tuple[type, ...], int | None]]] = {
+    "name": (_STR, MAX_NAME),
+    "queue": (_STR, MAX_NAME),
+    "input_id": (_STR, MAX_ID),
+    "args": (_STR, None),  # JSON text, kept for retry; capped by the recorder
+    "kwargs": (_STR, None),
+    "arg_names": (_STR, 4096),  # comma-separated positional parameter names, for redaction
+    "args_dropped": (_STR, 255),  # why args/kwargs were not kept
+    "retries": ((int,), None),
+    "eta": (_NUM, None),
+    "expires": (_NUM, None),
+    "parent_id": (_STR, MAX_ID),
+    "root_id": (_STR, MAX_ID),
+    "group_id": (_STR, MAX_ID),
+    "retry_of": (_STR, MAX_ID),
+    "published_at": (_NUM, None),
+    "traceparent": (_STR, 128),
+    "span_id": (_STR, 16),
+    "hostname": (_STR, MAX_NAME),
+    "pid": ((int,), None),
+    "exc_type": (_STR, MAX_NAME),
+    "exc_message": (_STR, MAX_MESSAGE),
+    "traceback": (_STR, MAX_TRACEBACK),
+    "runtime": (_NUM, None),
+    "terminated": ((bool,), None),
+    "expired": ((bool,), None),
+}
+
+Event = dict[str, Any]
+
+
+def clip(text: str | None, limit: int) -> str | None:
+    """Cut ``text`` to ``limit`` characters, marking the cut."""
+    if text is None or len(text) <= limit:
+        return text
+    marker = f"… [{len(text) - limit + 20} more characters]"
+    return text[: max(0, limit - len(marker))] + marker
+
+
+def clean_text(text: str) -> str:
+    """Make text storable anywhere: no NUL (PostgreSQL refuses it), no lone surrogates
+    (undecodable bytes surface as those and cannot be encoded as UTF-8)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def make_event(kind: Kind, task_id: str, ts: float, **fields: Any) -> Event:
+    """Build an event, dropping empty fields and clipping text to the schema's caps."""
+    event: Event = {"v": SCHEMA_VERSION, "kind": kind, "task_id": task_id, "ts": ts}
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = clean_text(value)
+            limit = FIELDS[key][1]
+            if limit is not None:
+                value = clip(value, limit)
+        event[key] = value
+    return event
+
+
+def encode_batch(events: Sequence[Event]) -> dict[bytes, bytes]:
+    """Pack events into the fields of one stream entry."""
+    return {ENTRY_FIELD: msgpack.packb(list(events), use_bin_type=True)}
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Something in an entry that is not a valid event, and why."""
+
+    reason: str
+    raw: Any
+
+
+def decode_entry(fields: Mapping[bytes, bytes]) -> tuple[list[Event], list[Rejected]]:
+    """Unpack one stream entry into valid events and rejected items. Never raises."""
+    packed = fields.get(ENTRY_FIELD)
+    if packed is None:
+        return [], [Rejected("entry has no 'e' field", dict(fields))]
+    if len(packed) > MAX_ENTRY_BYTES:
+        return [], [Rejected(f"entry larger than {MAX_ENTRY_BYTES} bytes", packed[:1024])]
+    try:
+        items = msgpack.unpackb(packed, raw=False, strict_map_key=True)
+    except Exception as exc:  # any bytes may arrive here
+        return [], [Rejected(f"not msgpack: {type(exc).__name__}: {exc}", packed[:4096])]
+    if not isinstance(items, list):
+        return [], [Rejected("entry is not a list of events", packed[:4096])]
+    events: list[Event] = []
+    rejected: list[Rejected] = []
+    for item in items:
+        reason = validate_event(item)
+        if reason is None:
+            events.append({k: v for k, v in item.items() if k in FIELDS or k in _REQUIRED})
+        else:
+            rejected.append(Rejected(reason, item))
+    return events, rejected
+
+
+_REQUIRED: Final = ("v", "kind", "task_id", "ts")
+# Anything before 2000-01-01 or more than a day ahead of the writer is a broken clock or a forgery.
+_MIN_TS: Final = 946_684_800.0
+
+
+def validate_event(item: object) -> str | None:
+    """Return why ``item`` is not a valid event, or None when it is."""
+    if not isinstance(item, dict):
+        return f"event is a {type(item).__name__}, not a map"
+    v = item.get("v")
+    if type(v) is not int or v != SCHEMA_VERSION:
+        return f"unsupported schema version {v!r}"
+    if item.get("kind") not in KINDS:
+        return f"unknown kind {item.get('kind')!r}"
+    task_id = item.get("task_id")
+    if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_ID:
+        return "task_id missing or not a string of 1-255 characters"
+    ts = item.get("ts")
+    if not _is_number(ts) or not _MIN_TS <= ts < 32_503_680_000.0:  # year 3000
+        return f"ts {ts!r} is not a plausible Unix time"
+    for key, (types, limit) in FIELDS.items():
+        value = item.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f"field {key!r} has type {type(value).__name__}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"field {key!r} is not finite"
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            return f"field {key!r} longer than {limit}"
+        if isinstance(value, str) and "\x00" in value:
+            return f"field {key!r} contains a NUL character"
+    return None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,447 @@
+"""Celery signal receivers that turn each task event into one small event on a Redis stream.
+
+Add recording to any Celery app, Django or not, with one call::
+
+    from workers import recorder
+    recorder.install(app)                       # the broker's Redis
+    recorder.install(app, redis_url="redis://…") # or another one
+
+Rules the receivers keep: they never raise into Celery (a failure is logged and counted), never
+touch a database, and never wait on the network (events go to a per-process buffer, see
+``workers.stream_writer``). Imports no Django.
+
+Headers the recorder adds to each published message: ``tasktrail_published`` (publish time, Unix
+seconds: the age of the oldest waiting message is read from it) and ``tasktrail_input_id``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any
+
+from celery import Celery, signals
+
+from workers.events import DEFAULT_MAX_ARGS_BYTES, Event, Kind, make_event
+from workers.stream_writer import DEFAULT_STREAM, StreamWriter
+from workers.task_inputs import InputRule, extract_input_id, keep_args, resolve_rule
+
+logger = logging.getLogger("tasktrail.recorder")
+
+PUBLISHED_HEADER = "tasktrail_published"
+INPUT_ID_HEADER = "tasktrail_input_id"
+RETRY_OF_HEADER = "tasktrail_retry_of"
+
+
+@dataclass
+class Recorder:
+    app: Celery
+    writer: StreamWriter
+    max_args_bytes: int = DEFAULT_MAX_ARGS_BYTES
+    receiver_errors: int = 0
+    _rules: dict[str, InputRule] = field(default_factory=dict)
+    _started: dict[str, float] = field(default_factory=dict)  # task id -> start, per process
+
+    def rule_for(self, name: str) -> InputRule:
+        rule = self._rules.get(name)
+        if rule is None:
+            rule = self._rules[name] = resolve_rule(self.app.tasks.get(name))
+        return rule
+
+    def emit(self, kind: Kind, task_id: Any, ts: float, **fields: Any) -> None:
+        if not isinstance(task_id, str) or not task_id:
+            return
+        event: Event = make_event(kind, task_id, ts, **fields)
+        self.writer.emit(event)
+
+
+_recorder: Recorder | None = None
+
+
+def install(
+    app: Celery,
+    redis_url: str | None = None,
+    *,
+    stream: str = DEFAULT_STREAM,
+    max_args_bytes: int = DEFAULT_MAX_ARGS_BYTES,
+    flush_interval: float = 0.1,
+) -> Recorder:
+    """Record every task of ``app`` into ``stream``. Idempotent: a second call returns the first."""
+    global _recorder
+    if _recorder is not None:
+        return _recorder
+    url = redis_url or str(app.conf.broker_url or "")
+    if not url.startswith(("redis://", "rediss://", "unix://", "valkey://")):
+        raise ValueError(f"tasktrail needs a Redis URL for its event stream, got {url!r}")
+    writer = StreamWriter(url, stream, flush_interval=flush_interval)
+    _recorder = Recorder(app=app, writer=writer, max_args_bytes=max_args_bytes)
+    _connect()
+    return _recorder
+
+
+def current() -> Recorder | None:
+    return _recorder
+
+
+def flush() -> None:
+    """Write buffered events now (tests, scripts about to exit)."""
+    if _recorder is not None:
+        _recorder.writer.flush()
+
+
+def _guarded(receiver: Callable[..., None]) -> Callable[..., None]:
+    @wraps(receiver)
+    def run(*args: Any, **kwargs: Any) -> None:
+        recorder = _recorder
+        if recorder is None:
+            return
+        try:
+            receiver(recorder, *args, **kwargs)
+        except Exception:
+            recorder.receiver_errors += 1
+            logger.exception("tasktrail recorder: %s failed (ignored)", receiver.__name__)
+
+    return run
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _timestamp(value: Any) -> float | None:
+    """ETA / expires arrive as ISO strings in message headers, datetimes on requests."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.timestamp()
+    return None
+
+
+def _error_type(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+
+
+def _error_message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # a task's exception can fail even to print itself
+        return f"<unprintable {type(exc).__name__}>"
+
+
+def _request_value(request: Any, name: str) -> Any:
+    value = getattr(request, name, None)
+    if value is None and isinstance(request, Mapping):
+        value = request.get(name)
+    return value
+
+
+def _args_fields(recorder: Recorder, name: str, args: Any, kwargs: Any) -> dict[str, Any]:
+    rule = recorder.rule_for(name)
+    kept = keep_args(args, kwargs, recorder.max_args_bytes)
+    return {
+        "input_id": extract_input_id(rule, args or (), kwargs or {}),
+        "args": kept.args,
+        "kwargs": kept.kwargs,
+        "args_dropped": kept.dropped,
+        "arg_names": ",".join(rule.arg_names) or None,
+    }
+
+
+# -- receivers ------------------------------------------------------------------------------------
+
+
+@_guarded
+def on_before_publish(
+    recorder: Recorder, sender: Any = None, body: Any = None, headers: Any = None, **_: Any
+) -> None:
+    if not isinstance(headers, dict) or "id" not in headers:
+        return  # task message protocol 1: no headers to stamp
+    headers[PUBLISHED_HEADER] = time.time()
+    if INPUT_ID_HEADER not in headers and isinstance(body, tuple | list) and len(body) >= 2:
+        input_id = extract_input_id(recorder.rule_for(str(sender)), body[0] or (), body[1] or {})
+        if input_id is not None:
+            headers[INPUT_ID_HEADER] = input_id
+
+
+@_guarded
+def on_after_publish(
+    recorder: Recorder,
+    sender: Any = None,
+    body: Any = None,
+    headers: Any = None,
+    exchange: Any = None,
+    routing_key: Any = None,
+    **_: Any,
+) -> None:
+    # Emitted after publishing, when every before_task_publish receiver (the tracing one included)
+    # has finished writing headers; a publish that raised emits nothing, as nothing was sent.
+    if not isinstance(headers, dict) or PUBLISHED_HEADER not in headers:
+        return
+    name = str(headers.get("task") or sender)
+    args, kwargs = (body[0], body[1]) if isinstance(body, tuple | list) and len(body) >= 2 else ((), {})
+    published = headers[PUBLISHED_HEADER]
+    fields = _args_fields(recorder, name, args, kwargs)
+    fields["input_id"] = headers.get(INPUT_ID_HEADER)
+    recorder.emit(
+        "published",
+        headers.get("id"),
+        published,
+        name=name,
+        queue=str(routing_key or exchange or "") or None,
+        retries=headers.get("retries") or 0,
+        eta=_timestamp(headers.get("eta")),
+        expires=_timestamp(headers.get("expires")),
+        parent_id=headers.get("parent_id"),
+        root_id=headers.get("root_id"),
+        group_id=headers.get("group"),
+        retry_of=headers.get(RETRY_OF_HEADER),
+        traceparent=headers.get("traceparent"),
+        published_at=published,
+        **fields,
+    )
+
+
+@_guarded
+def on_received(recorder: Recorder, sender: Any = None, request: Any = None, **_: Any) -> None:
+    if request is None:
+        return
+    info = getattr(request, "request_dict", None) or {}
+    delivery = getattr(request, "delivery_info", None) or {}
+    fields: dict[str, Any] = {}
+    if PUBLISHED_HEADER not in info:
+        # Published by a process without the recorder: take what the worker knows.
+        fields = _args_fields(recorder, request.name, request.args, request.kwargs)
+    recorder.emit(
+        "received",
+        request.id,
+        time.time(),
+        name=request.name,
+        queue=delivery.get("routing_key"),
+        retries=info.get("retries") or 0,
+        hostname=request.hostname,
+        eta=_timestamp(info.get("eta")),
+        expires=_timestamp(info.get("expires")),
+        parent_id=info.get("parent_id"),
+        root_id=info.get("root_id"),
+        group_id=info.get("group"),
+        traceparent=info.get("traceparent"),
+        published_at=info.get(PUBLISHED_HEADER),
+        **({"input_id": info.get(INPUT_ID_HEADER)} | fields),
+    )
+
+
+@_guarded
+def on_prerun(
+    recorder: Recorder, sender: Any = None, task_id: Any = None, task: Any = None, **_: Any
+) -> None:
+    request = task.request if task is not None else None
+    if request is None or getattr(request, "is_eager", False):
+        return
+    now = time.time()
+    recorder._started[task_id] = now
+    published = _request_value(request, PUBLISHED_HEADER)
+    eta = _timestamp(_request_value(request, "eta"))
+    ready = max(x for x in (published, eta, 0.0) if x is not None)
+    recorder.emit(
+        "started",
+        task_id,
+        now,
+        name=task.name,
+        retries=request.retries or 0,
+        hostname=request.hostname,
+        pid=os.getpid(),
+        traceparent=_request_value(request, "traceparent"),
+        queue_wait=max(0.0, now - ready) if ready else None,
+    )
+
+
+def _finish_fields(recorder: Recorder, sender: Any, task_id: str, now: float) -> dict[str, Any]:
+    request = getattr(sender, "request", None)
+    own = request is not None and getattr(request, "id", None) == task_id
+    started = recorder._started.pop(task_id, None)
+    return {
+        "name": getattr(sender, "name", None),
+        # Failures reported by the main process (time limit, lost worker) may lack the attempt.
+        "retries": (request.retries or 0) if own else None,
+        "hostname": getattr(request, "hostname", None) if own else None,
+        "pid": os.getpid(),
+        "runtime": (now - started) if started is not None else None,
+    }
+
+
+@_guarded
+def on_success(recorder: Recorder, sender: Any = None, **_: Any) -> None:
+    request = getattr(sender, "request", None)
+    task_id = getattr(request, "id", None)
+    if not task_id or getattr(request, "is_eager", False):
+        return
+    now = time.time()
+    recorder.emit("succeeded", task_id, now, **_finish_fields(recorder, sender, task_id, now))
+
+
+@_guarded
+def on_failure(
+    recorder: Recorder,
+    sender: Any = None,
+    task_id: Any = None,
+    exception: Any = None,
+    einfo: Any = None,
+    **_: Any,
+) -> None:
+    request = getattr(sender, "request", None)
+    if getattr(request, "is_eager", False):
+        return
+    now = time.time()
+    recorder.emit(
+        "failed",
+        task_id,
+        now,
+        exc_type=_error_type(exception) if exception is not None else None,
+        exc_message=_error_message(exception) if exception is not None else None,
+        traceback=str(getattr(einfo, "traceback", "") or "") or None,
+        **_finish_fields(recorder, sender, str(task_id), now),
+    )
+
+
+@_guarded
+def on_retry(
+    recorder: Recorder,
+    sender: Any = None,
+    request: Any = None,
+    reason: Any = None,
+    einfo: Any = None,
+    **_: Any,
+) -> None:
+    task_id = getattr(request, "id", None)
+    if not task_id or getattr(request, "is_eager", False):
+        return
+    exc = getattr(reason, "exc", None) or reason
+    now = time.time()
+    started = recorder._started.pop(task_id, None)
+    recorder.emit(
+        "retried",
+        task_id,
+        now,
+        name=getattr(sender, "name", None),
+        retries=getattr(request, "retries", 0) or 0,
+        hostname=getattr(request, "hostname", None),
+        pid=os.getpid(),
+        runtime=(now - started) if started is not None else None,
+        exc_type=_error_type(exc) if isinstance(exc, BaseException) else None,
+        exc_message=_error_message(exc) if isinstance(exc, BaseException) else None,
+        traceback=str(getattr(einfo, "traceback", "") or "") or None,
+    )
+
+
+@_guarded
+def on_revoked(
+    recorder: Recorder,
+    sender: Any = None,
+    request: Any = None,
+    terminated: Any = None,
+    signum: Any = None,
+    expired: Any = None,
+    **_: Any,
+) -> None:
+    task_id = _request_value(request, "id")
+    if expired:
+        message = "expired before it could run"
+    elif terminated:
+        message = f"terminated (signal {signum})" if signum else "terminated"
+    else:
+        message = "revoked before it started"
+    recorder.emit(
+        "revoked",
+        task_id,
+        time.time(),
+        name=getattr(sender, "name", None),
+        retries=_request_value(request, "retries") or 0,
+        hostname=_request_value(request, "hostname"),
+        terminated=bool(terminated),
+        expired=bool(expired),
+        exc_message=message,
+    )
+
+
+def _message_ids(message: Any) -> tuple[Any, Any]:
+    headers = getattr(message, "headers", None) or {}
+    return headers.get("id"), headers.get("task")
+
+
+@_guarded
+def on_rejected(recorder: Recorder, sender: Any = None, message: Any = None, exc: Any = None, **_: Any) -> None:
+    task_id, name = _message_ids(message)
+    recorder.emit(
+        "rejected",
+        task_id,
+        time.time(),
+        name=name,
+        hostname=getattr(sender, "hostname", None),
+        exc_type=_error_type(exc) if isinstance(exc, BaseException) else None,
+        exc_message=_error_message(exc) if isinstance(exc, BaseException) else "message rejected",
+    )
+
+
+@_guarded
+def on_unknown(
+    recorder: Recorder, sender: Any = None, name: Any = None, id: Any = None, message: Any = None, **_: Any
+) -> None:
+    headers = getattr(message, "headers", None) or {}
+    recorder.emit(
+        "unknown",
+        id,
+        time.time(),
+        name=str(name) if name is not None else None,
+        hostname=getattr(sender, "hostname", None),
+        retries=headers.get("retries") or 0,
+        exc_type="NotRegistered",
+        exc_message=f"no task named {name!r} is registered on this worker",
+    )
+
+
+def _flush_on_shutdown(**_: Any) -> None:
+    # A pool child exits with os._exit: atexit does not run there, this signal does.
+    if _recorder is not None:
+        try:
+            _recorder.writer.close()
+        except Exception:
+            logger.exception("tasktrail recorder: final flush failed")
+
+
+_RECEIVERS: list[tuple[Any, Callable[..., None]]] = [
+    (signals.before_task_publish, on_before_publish),
+    (signals.after_task_publish, on_after_publish),
+    (signals.task_received, on_received),
+    (signals.task_prerun, on_prerun),
+    (signals.task_success, on_success),
+    (signals.task_failure, on_failure),
+    (signals.task_retry, on_retry),
+    (signals.task_revoked, on_revoked),
+    (signals.task_rejected, on_rejected),
+    (signals.task_unknown, on_unknown),
+    (signals.worker_process_shutdown, _flush_on_shutdown),
+    (signals.worker_shutdown, _flush_on_shutdown),
+]
+
+
+def _connect() -> None:
+    import atexit
+
+    for signal, receiver in _RECEIVERS:
+        signal.connect(receiver, weak=False, dispatch_uid=f"tasktrail.{receiver.__name__}")
+    atexit.register(_flush_on_shutdown)
