@@ -144,6 +144,8 @@ CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
 
 # -- tasktrail -------------------------------------------------------------------------------------
 TASKTRAIL_STREAM = os.environ.get("TASKTRAIL_STREAM", "tasktrail:events")
+# Where the recorder writes events (the broker's Redis unless set).
+TASKTRAIL_RECORDER_URL = os.environ.get("TASKTRAIL_RECORDER_URL") or REDIS_URL
 TASKTRAIL_MAX_ARGS_BYTES = int(os.environ.get("TASKTRAIL_MAX_ARGS_BYTES", str(64 * 1024)))
 TASKTRAIL_REDACT_KEYS = env_list(
     "TASKTRAIL_REDACT_KEYS", "password,passwd,token,secret,authorization,api_key,card,cvv"

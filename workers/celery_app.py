@@ -25,7 +25,7 @@ def _install_recorder() -> None:
     app.conf.CELERY_DB_REUSE_MAX = settings.CELERY_DB_REUSE_MAX
     recorder.install(
         app,
-        redis_url=settings.REDIS_URL,
+        redis_url=settings.TASKTRAIL_RECORDER_URL,
         stream=settings.TASKTRAIL_STREAM,
         max_args_bytes=settings.TASKTRAIL_MAX_ARGS_BYTES,
     )

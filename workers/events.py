@@ -150,6 +150,9 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> tuple[list[Event], list[Rejec
 _REQUIRED: Final = ("v", "kind", "task_id", "ts")
 # Anything before 2000-01-01 or more than a day ahead of the writer is a broken clock or a forgery.
 _MIN_TS: Final = 946_684_800.0
+_MAX_TS: Final = 32_503_680_000.0  # year 3000
+_TIME_FIELDS: Final = frozenset({"eta", "expires", "published_at"})
+_MAX_INT: Final = 2**31  # fits every integer column
 
 
 def validate_event(item: object) -> str | None:
@@ -165,7 +168,7 @@ def validate_event(item: object) -> str | None:
     if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_ID:
         return "task_id missing or not a string of 1-255 characters"
     ts = item.get("ts")
-    if not _is_number(ts) or not _MIN_TS <= ts < 32_503_680_000.0:  # year 3000
+    if not _is_number(ts) or not _MIN_TS <= ts < _MAX_TS:
         return f"ts {ts!r} is not a plausible Unix time"
     for key, (types, limit) in FIELDS.items():
         value = item.get(key)
@@ -175,6 +178,10 @@ def validate_event(item: object) -> str | None:
             return f"field {key!r} has type {type(value).__name__}"
         if isinstance(value, float) and not math.isfinite(value):
             return f"field {key!r} is not finite"
+        if key in _TIME_FIELDS and not 0 <= value < _MAX_TS:
+            return f"field {key!r} is not a plausible Unix time"
+        if isinstance(value, int) and not isinstance(value, bool) and not -_MAX_INT <= value < _MAX_INT:
+            return f"field {key!r} is out of range"
         if limit is not None and isinstance(value, str) and len(value) > limit:
             return f"field {key!r} longer than {limit}"
         if isinstance(value, str) and "\x00" in value:

@@ -176,7 +176,16 @@ class StreamWriter:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         self._backoff_until = 0.0
-        self.flush()
+        if not self.flush():
+            lost = len(self._retry) + len(self._buffer)
+            self._retry, self._buffer = [], deque()
+            self.stats.dropped += lost
+            logger.warning(
+                "tasktrail recorder: %d events lost at shutdown (Redis unreachable); "
+                "%d dropped in all",
+                lost,
+                self.stats.dropped,
+            )
         self._stop.clear()
         self._thread = None
 

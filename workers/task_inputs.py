@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from celery import Task
+
 INPUT_ID_ATTRIBUTE = "tasktrail_input_id"
 _ID_TYPES = (str, int)
 
@@ -48,6 +50,9 @@ def resolve_rule(task: Any) -> InputRule:
     if declared is False:
         return InputRule(disabled=True, arg_names=arg_names)
     if callable(declared):
+        # A function set as a task option becomes a method of the task class: unbind it.
+        if inspect.ismethod(declared) and isinstance(declared.__self__, Task):
+            declared = declared.__func__
         return InputRule(func=declared, arg_names=arg_names)
     if isinstance(declared, str) and declared:
         position = arg_names.index(declared) if declared in arg_names else None

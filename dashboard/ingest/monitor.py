@@ -119,9 +119,10 @@ class Monitor:
                 self.stats.db_retries += 1
                 logger.warning("database unavailable (%s); retrying in %.1fs", exc, backoff)
                 connection.close()
-            except DatabaseError as exc:
-                # The database is up but refuses this content: find the events at fault.
-                logger.warning("database refused a batch (%s); splitting it", exc)
+            except Exception as exc:
+                # The database is up but refuses this content (or it cannot be converted):
+                # find the events at fault.
+                logger.warning("batch not writable (%s); writing task by task", exc)
                 return self._write_separately(events)
             if self._stopping.wait(backoff):
                 return False  # stopped while the database is down: leave the batch pending
@@ -138,10 +139,11 @@ class Monitor:
                 connection.close()
                 if not self._write_with_retry(task_events):
                     return False
-            except DatabaseError as exc:
-                connection.close()
+            except Exception as exc:
+                if isinstance(exc, DatabaseError):
+                    connection.close()
                 for event in task_events:
-                    self._reject(b"(batch)", [Rejected(f"database refused: {exc}"[:500], event)])
+                    self._reject(b"(batch)", [Rejected(f"not writable: {exc}"[:500], event)])
         return True
 
     # -- redis ------------------------------------------------------------------------------------

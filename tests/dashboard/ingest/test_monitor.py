@@ -1,0 +1,118 @@
+"""The monitor against a real Redis stream and the real database."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from django.conf import settings
+
+from dashboard.ingest.monitor import Monitor
+from dashboard.ingest.stream import StreamConsumer
+from dashboard.models import TaskRun
+from tests.conftest import event, new_task_id, story_success
+from workers.events import encode_batch
+
+pytestmark = pytest.mark.django_db
+
+
+def make_monitor(client, name="m1"):
+    return Monitor(StreamConsumer(client, settings.TASKTRAIL_STREAM, consumer=name))
+
+
+def test_drain_writes_rows_and_empties_the_stream(redis_client):
+    ids = [new_task_id() for _ in range(20)]
+    for task_id in ids:
+        redis_client.xadd(settings.TASKTRAIL_STREAM, encode_batch(story_success(task_id)))
+    stats = make_monitor(redis_client).run(drain=True)
+    assert stats.events == 80
+    assert TaskRun.objects.filter(task_id__in=ids, state="SUCCESS").count() == 20
+    assert redis_client.xlen(settings.TASKTRAIL_STREAM) == 0
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {b"e": b"\xff\x00 not msgpack"},
+        {b"e": msgpack.packb({"a": 1})},
+        {b"other": b"x"},
+        {b"e": msgpack.packb([{"v": 1, "kind": "exploded", "task_id": "x", "ts": 1.0}])},
+        {b"e": msgpack.packb([{"v": 99, "kind": "published", "task_id": "x", "ts": 1.8e9}])},
+        {b"e": msgpack.packb([{"v": 1, "kind": "published", "task_id": "x", "ts": "soon"}])},
+        {b"e": msgpack.packb([{"v": 1, "kind": "published", "task_id": "x", "ts": 1.8e9, "retries": "2"}])},
+        {b"e": msgpack.packb([{"v": 1, "kind": "published", "task_id": "x", "ts": 1.8e9, "eta": 1e18}])},
+        {b"e": msgpack.packb([{"v": 1, "kind": "started", "task_id": "x", "ts": 1.8e9, "pid": 2**40}])},
+    ],
+)
+def test_malformed_entry_goes_to_dead_letter_and_good_ones_still_land(redis_client, fields):
+    good = new_task_id()
+    redis_client.xadd(settings.TASKTRAIL_STREAM, fields)
+    redis_client.xadd(settings.TASKTRAIL_STREAM, encode_batch(story_success(good)))
+    stats = make_monitor(redis_client).run(drain=True)
+    assert stats.rejected == 1
+    assert TaskRun.objects.get(task_id=good).state == "SUCCESS"
+    dead = redis_client.xrange(settings.TASKTRAIL_STREAM + ":dead")
+    assert len(dead) == 1
+    assert dead[0][1][b"reason"]
+    assert redis_client.xlen(settings.TASKTRAIL_STREAM) == 0
+
+
+def test_mixed_entry_keeps_its_valid_events(redis_client):
+    task_id = new_task_id()
+    entry = story_success(task_id) + [{"v": 1, "kind": "published"}]
+    redis_client.xadd(settings.TASKTRAIL_STREAM, encode_batch(entry))
+    stats = make_monitor(redis_client).run(drain=True)
+    assert (stats.events, stats.rejected) == (4, 1)
+    assert TaskRun.objects.get(task_id=task_id).state == "SUCCESS"
+
+
+def test_entries_left_pending_by_a_dead_monitor_are_taken_over(redis_client):
+    task_id = new_task_id()
+    stream = settings.TASKTRAIL_STREAM
+    redis_client.xadd(stream, encode_batch(story_success(task_id)))
+    dead = StreamConsumer(redis_client, stream, consumer="crashed")
+    dead.ensure_group()
+    assert len(dead.read(10, None)) == 1  # delivered, never acknowledged
+    make_monitor(redis_client, name="survivor").run(drain=True)
+    assert TaskRun.objects.get(task_id=task_id).state == "SUCCESS"
+    assert redis_client.xpending(stream, "tasktrail-monitor")["pending"] == 0
+
+
+def test_fields_at_their_caps_are_stored(redis_client):
+    task_id = "x" * 255
+    redis_client.xadd(
+        settings.TASKTRAIL_STREAM,
+        encode_batch([event("published", task_id, 1_750_000_000.0, name="n" * 255, published_at=1.75e9)]),
+    )
+    make_monitor(redis_client).run(drain=True)
+    assert TaskRun.objects.get(task_id=task_id).name == "n" * 255
+
+
+def test_heartbeat_records_lag_and_counts(redis_client):
+    redis_client.xadd(settings.TASKTRAIL_STREAM, encode_batch(story_success(new_task_id())))
+    make_monitor(redis_client, name="hb").run(drain=True)
+    beats = redis_client.hgetall(settings.TASKTRAIL_STREAM + ":monitors")
+    assert b"hb" in beats
+    assert b'"events": 4' in beats[b"hb"]
+
+
+def test_batch_the_writer_cannot_store_is_split_and_only_the_culprit_set_aside(
+    redis_client, monkeypatch
+):
+    # Simulate content the database refuses for one task: the others must still be written.
+    from dashboard.ingest import monitor as monitor_module
+
+    bad, good = new_task_id(), new_task_id()
+    real_write = monitor_module.write_events
+
+    def refusing(events):
+        if any(e["task_id"] == bad for e in events):
+            raise ValueError("refused")
+        return real_write(events)
+
+    monkeypatch.setattr(monitor_module, "write_events", refusing)
+    redis_client.xadd(settings.TASKTRAIL_STREAM, encode_batch(story_success(bad) + story_success(good)))
+    stats = make_monitor(redis_client).run(drain=True)
+    assert stats.rejected == 4
+    assert TaskRun.objects.filter(task_id=good).exists()
+    assert not TaskRun.objects.filter(task_id=bad).exists()
+    assert redis_client.xlen(settings.TASKTRAIL_STREAM + ":dead") == 4

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from celery import Celery
+
+from workers.task_inputs import extract_input_id, keep_args, resolve_rule
+
+app = Celery("inputs-test", set_as_current=False)
+
+
+@app.task(tasktrail_input_id="order_id")
+def invoice(template, order_id, email=None):
+    pass
+
+
+@app.task(bind=True, tasktrail_input_id="payment_id")
+def charge(self, payment_id, amount):
+    pass
+
+
+@app.task
+def notify(message, customer_id):
+    pass
+
+
+@app.task
+def plain(sku, qty):
+    pass
+
+
+@app.task(tasktrail_input_id=lambda args, kwargs: kwargs["payload"]["order"]["id"])
+def nested(payload):
+    pass
+
+
+@app.task(tasktrail_input_id=False)
+def secret(order_id):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("task", "args", "kwargs", "expected"),
+    [
+        (invoice, ("t1", 1234), {}, "1234"),
+        (invoice, ("t1",), {"order_id": 99}, "99"),
+        (charge, ("PAY-1", 100), {}, "PAY-1"),
+        (notify, ("hello", 42), {}, "42"),  # default: first *_id parameter
+        (plain, ("SKU-1", 3), {}, "SKU-1"),  # default: first positional str/int
+        (plain, (), {"sku": "SKU-2", "qty": 1}, None),  # keyword only, no *_id: nothing
+        (nested, ({"order": {"id": 7}},), {}, None),  # callable raising KeyError -> None
+        (nested, (), {"payload": {"order": {"id": 7}}}, "7"),
+        (secret, (5,), {}, None),
+        (invoice, ("t1", {"not": "an id"}), {}, None),
+        (invoice, ("t1", True), {}, None),
+    ],
+)
+def test_input_id(task, args, kwargs, expected):
+    assert extract_input_id(resolve_rule(task), args, kwargs) == expected
+
+
+def test_unregistered_task_uses_keyword_default():
+    rule = resolve_rule(None)
+    assert extract_input_id(rule, (), {"order_id": 5, "x": 1}) == "5"
+    assert extract_input_id(rule, ("ABC",), {}) == "ABC"
+
+
+def test_bound_task_arg_names_leave_out_self():
+    assert resolve_rule(charge).arg_names == ("payment_id", "amount")
+
+
+def test_keep_args_as_json():
+    kept = keep_args((1, "a"), {"k": [1, 2]}, 1024)
+    assert (json.loads(kept.args), json.loads(kept.kwargs), kept.dropped) == ([1, "a"], {"k": [1, 2]}, None)
+
+
+def test_keep_args_over_cap_says_so():
+    kept = keep_args(("x" * 2000,), {}, 1024)
+    assert kept.args is None and kept.kwargs is None
+    assert "too large" in kept.dropped
+
+
+def test_keep_args_not_json():
+    kept = keep_args((object(),), {}, 1024)
+    assert kept.args is None
+    assert "not JSON" in kept.dropped
