@@ -68,6 +68,7 @@ FIELDS: Final[dict[str, tuple[tuple[type, ...], int | None]]] = {
     "exc_message": (_STR, MAX_MESSAGE),
     "traceback": (_STR, MAX_TRACEBACK),
     "runtime": (_NUM, None),
+    "queue_wait": (_NUM, None),
     "terminated": ((bool,), None),
     "expired": ((bool,), None),
 }

@@ -1,0 +1,144 @@
+"""Real worker processes (prefork), the real broker and database; the monitor drains in-process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from dashboard.ingest.monitor import Monitor
+from dashboard.ingest.stream import StreamConsumer
+from workers import recorder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+def database_url_for_children() -> str:
+    """The URL of the database the tests use (the test database, not the configured one)."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+@dataclass
+class Worker:
+    """A ``celery worker`` subprocess whose output is collected for assertions."""
+
+    queues: str = "default,inventory"
+    env: dict[str, str] = field(default_factory=dict)
+    name: str = "itest"
+    process: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+    _ready: threading.Event = field(default_factory=threading.Event)
+
+    def start(self, timeout: float = 60.0) -> Worker:
+        env = {
+            **os.environ,
+            "REDIS_URL": settings.REDIS_URL,
+            "DATABASE_URL": database_url_for_children(),
+            "TASKTRAIL_STREAM": settings.TASKTRAIL_STREAM,
+            "CELERY_SKIP_CHECKS": "1",
+            **self.env,
+        }
+        command = [
+            sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+            "-P", "prefork", "-c", "2", "-Q", self.queues, "-n", f"{self.name}@%h",
+            "-I", "tests.integration.tasks", "-l", "info",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ]  # fmt: skip
+        self._ready.clear()
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._collect, daemon=True).start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise RuntimeError("worker did not start:\n" + self.log)
+        return self
+
+    def _collect(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            if " ready." in line:
+                self._ready.set()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.output)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+@pytest.fixture
+def worker(redis_client: Any, transactional_db: Any) -> Iterator[Worker]:
+    started = Worker().start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def start_worker(redis_client: Any, transactional_db: Any) -> Iterator[Callable[..., Worker]]:
+    workers: list[Worker] = []
+
+    def start(**kwargs: Any) -> Worker:
+        w = Worker(**kwargs).start()
+        workers.append(w)
+        return w
+
+    yield start
+    for w in workers:
+        w.stop()
+
+
+def drain(client: Any) -> None:
+    """Write this process's buffered events, then let a monitor process the whole stream."""
+    recorder.flush()
+    Monitor(StreamConsumer(client, settings.TASKTRAIL_STREAM, consumer="itest")).run(drain=True)
+
+
+def wait_until(
+    client: Any, condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition"
+) -> Any:
+    """Drain the stream until ``condition()`` is truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        drain(client)
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
