@@ -71,10 +71,16 @@ class TaskRun(models.Model):
         max_length=255, null=True, blank=True, help_text="Why the arguments were not kept."
     )
     retry_of = models.CharField(
-        max_length=255, null=True, blank=True, help_text="Task id this task is an operator retry of."
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="Task id this task is an operator retry of.",
     )
     retried_as = models.CharField(
-        max_length=255, null=True, blank=True, help_text="Task id of the operator retry of this task."
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="Task id of the operator retry of this task.",
     )
 
     # ordering keys of the merge rules (see dashboard.ingest.merge)

@@ -1,8 +1,8 @@
 """Settings for tasktrail, read from the environment.
 
-``DATABASE_URL`` (default: a SQLite file in ``var/``), ``REDIS_URL`` (default: an embedded Valkey,
-see ``workers.embedded_redis``), ``SECRET_KEY``, ``DEBUG``, ``ALLOWED_HOSTS``, and the ``TASKTRAIL_*``
-options below.
+``DATABASE_URL`` (default: a SQLite file in ``var/``), ``REDIS_URL`` (default: an embedded
+Valkey, see ``workers.embedded_redis``), ``SECRET_KEY``, ``DEBUG``, ``ALLOWED_HOSTS``, and the
+``TASKTRAIL_*`` options below.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _secret_key() -> str:
     key = os.environ.get("SECRET_KEY")
     if key:
         return key
-    # A key kept in var/ so sessions survive restarts of a local install; set SECRET_KEY in production.
+    # Kept in var/ so sessions survive restarts of a local install; set SECRET_KEY in production.
     path = VAR_DIR / "secret_key"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(50))
@@ -90,7 +90,9 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'tasktrail.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)}
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker, monitor) share the file: wait for locks instead of failing,
     # and let readers run beside the writer. Tests use a file too, so worker processes can see it.

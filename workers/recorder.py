@@ -133,7 +133,9 @@ def _timestamp(value: Any) -> float | None:
 def _error_type(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
-    return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    return (
+        cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    )
 
 
 def _error_message(exc: BaseException) -> str:
@@ -193,7 +195,9 @@ def on_after_publish(
     if not isinstance(headers, dict) or PUBLISHED_HEADER not in headers:
         return
     name = str(headers.get("task") or sender)
-    args, kwargs = (body[0], body[1]) if isinstance(body, tuple | list) and len(body) >= 2 else ((), {})
+    args, kwargs = (
+        (body[0], body[1]) if isinstance(body, tuple | list) and len(body) >= 2 else ((), {})
+    )
     published = headers[PUBLISHED_HEADER]
     fields = _args_fields(recorder, name, args, kwargs)
     fields["input_id"] = headers.get(INPUT_ID_HEADER)
@@ -277,7 +281,7 @@ def _finish_fields(recorder: Recorder, sender: Any, task_id: str, now: float) ->
     return {
         "name": getattr(sender, "name", None),
         # Failures reported by the main process (time limit, lost worker) may lack the attempt.
-        "retries": (request.retries or 0) if own else None,
+        "retries": (getattr(request, "retries", 0) or 0) if own else None,
         "hostname": getattr(request, "hostname", None) if own else None,
         "pid": os.getpid(),
         "runtime": (now - started) if started is not None else None,
@@ -384,7 +388,9 @@ def _message_ids(message: Any) -> tuple[Any, Any]:
 
 
 @_guarded
-def on_rejected(recorder: Recorder, sender: Any = None, message: Any = None, exc: Any = None, **_: Any) -> None:
+def on_rejected(
+    recorder: Recorder, sender: Any = None, message: Any = None, exc: Any = None, **_: Any
+) -> None:
     task_id, name = _message_ids(message)
     recorder.emit(
         "rejected",
@@ -399,7 +405,12 @@ def on_rejected(recorder: Recorder, sender: Any = None, message: Any = None, exc
 
 @_guarded
 def on_unknown(
-    recorder: Recorder, sender: Any = None, name: Any = None, id: Any = None, message: Any = None, **_: Any
+    recorder: Recorder,
+    sender: Any = None,
+    name: Any = None,
+    id: Any = None,
+    message: Any = None,
+    **_: Any,
 ) -> None:
     headers = getattr(message, "headers", None) or {}
     recorder.emit(

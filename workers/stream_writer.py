@@ -106,7 +106,7 @@ class StreamWriter:
             self.flush()
 
     def flush(self) -> bool:
-        """Write everything buffered. Returns False when Redis could not take it (kept for later)."""
+        """Write everything buffered. False when Redis could not take it (kept for later)."""
         with self._flush_lock:
             if time.monotonic() < self._backoff_until:
                 return False
@@ -117,7 +117,9 @@ class StreamWriter:
                     self._write(batch)
                 except Exception as exc:  # redis errors, and anything else: never raise into Celery
                     self._retry = batch
-                    self._backoff = min(self.max_backoff, max(self.flush_interval, self._backoff * 2))
+                    self._backoff = min(
+                        self.max_backoff, max(self.flush_interval, self._backoff * 2)
+                    )
                     self._backoff_until = time.monotonic() + self._backoff
                     self.stats.failed_flushes += 1
                     if self.stats.failed_flushes == 1 or self._backoff >= self.max_backoff:

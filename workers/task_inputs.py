@@ -10,9 +10,9 @@ id. A task that declares nothing gets the default: the first parameter called ``
 ``_id`` (by the task's signature, positional or keyword), else the first positional argument when it
 is a string or an integer.
 
-**Arguments.** Kept as JSON, faithfully, so an operator can retry with the same values; when the JSON
-is larger than the cap (64 KiB by default) or the values are not JSON, nothing is kept and the row
-says why.
+**Arguments.** Kept as JSON, faithfully, so an operator can retry with the same values; when the
+JSON is larger than the cap (64 KiB by default) or the values are not JSON, nothing is kept and the
+row says why.
 
 Imports no Django.
 """

@@ -1,7 +1,7 @@
-"""How events become rows: each event gives a *patch*, patches are joined column by column.
+"""How events become rows: each event gives a *patch*; patches join column by column.
 
-Every column has one of three rules, and each rule is commutative, associative and idempotent, so any
-permutation or duplication of a task's events joins to the same row (the property the monitor's
+Every column has one of three rules, and each rule is commutative, associative and idempotent, so
+any permutation or duplication of a task's events joins to the same row (the property the monitor's
 at-least-once delivery needs):
 
 - ``MIN`` / ``MAX`` — the smallest / largest non-null value (first-seen and last-seen timestamps;
@@ -174,10 +174,7 @@ def join(rules: Mapping[str, Rule], left: Patch, right: Patch) -> Patch:
         if rule.kind == "latest":
             assert rule.key is not None
             ka, kb = left.get(rule.key, NO_KEY), right.get(rule.key, NO_KEY)
-            if ka != kb:
-                value = a if ka > kb else b
-            else:
-                value = _join_value(MAX, a, b)
+            value = (a if ka > kb else b) if ka != kb else _join_value(MAX, a, b)
         else:
             value = _join_value(rule, a, b)
         if value is not None:

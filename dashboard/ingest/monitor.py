@@ -86,7 +86,9 @@ class Monitor:
         return self.stats
 
     def process(self, entries: Sequence[Entry]) -> bool:
-        """Decode, write and acknowledge ``entries``. False if stopped before the write succeeded."""
+        """Decode, write and acknowledge ``entries``.
+
+        Returns False if stopped before the write succeeded (the entries stay pending)."""
         events: list[Event] = []
         for entry_id, fields in entries:
             if not fields:
@@ -148,7 +150,7 @@ class Monitor:
 
     # -- redis ------------------------------------------------------------------------------------
 
-    def _call_redis(self, call):  # type: ignore[no-untyped-def]
+    def _call_redis(self, call):
         """Run a Redis call, waiting out connection failures (returns None if stopped meanwhile)."""
         backoff = 0.5
         while True:

@@ -16,6 +16,7 @@ from django.db import connection, models
 
 from dashboard.ingest.merge import Patch, Rule
 
+
 def _merge_expr(column: str, rule: Rule, rules: Mapping[str, Rule], table: str) -> str:
     qn = connection.ops.quote_name
     cur, new = f"{table}.{qn(column)}", f"excluded.{qn(column)}"
@@ -44,7 +45,9 @@ def upsert(
     conflict: Sequence[str],
     rows: Sequence[Patch],
 ) -> int:
-    """Join ``rows`` into ``model``'s table, keyed by the ``conflict`` columns. Returns rows sent."""
+    """Join ``rows`` into ``model``'s table, keyed by the ``conflict`` columns.
+
+    Returns the number of rows sent."""
     if not rows:
         return 0
     qn = connection.ops.quote_name
@@ -75,8 +78,9 @@ def upsert(
                     if column in datetime_columns and isinstance(value, dt.datetime):
                         value = adapt(value)
                     params.append(value)
+            # Identifiers come from the model and are quoted; every value is a parameter.
             sql = (
-                f"INSERT INTO {table} ({column_sql}) VALUES "
+                f"INSERT INTO {table} ({column_sql}) VALUES "  # noqa: S608
                 + ", ".join([row_sql] * len(part))
                 + f" ON CONFLICT ({', '.join(qn(c) for c in conflict)}) DO UPDATE SET {updates}"
             )

@@ -13,7 +13,7 @@ def explode(ref: str, message: str) -> None:
 
 
 # ignore_result: django-celery-results itself cannot store this message (it raises
-# UnicodeEncodeError, and Celery then reports that error instead); the recorder must cope either way.
+# UnicodeEncodeError and Celery reports that error instead); the recorder must cope either way.
 @shared_task(tasktrail_input_id="ref", ignore_result=True)
 def explode_bytes(ref: str) -> None:
     # Undecodable bytes, as a driver that decodes with surrogateescape would surface them.
@@ -24,4 +24,3 @@ def explode_bytes(ref: str) -> None:
 def nap(ref: str, seconds: float) -> str:
     time.sleep(seconds)
     return ref
-

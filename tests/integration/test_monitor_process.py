@@ -64,7 +64,9 @@ def test_sigterm_stops_the_monitor_cleanly(worker, redis_client):
     try:
         result = send_invoice.delay(4242)
         result.get(timeout=30)
-        wait_for(lambda: TaskRun.objects.filter(task_id=result.id, state="SUCCESS").exists(), 30, "row")
+        wait_for(
+            lambda: TaskRun.objects.filter(task_id=result.id, state="SUCCESS").exists(), 30, "row"
+        )
     finally:
         output = stop(monitor)
     assert monitor.returncode == 0, output
@@ -82,7 +84,11 @@ def test_database_down_while_the_monitor_runs_loses_nothing(worker, redis_client
     monitor = start_monitor(proxied)
     try:
         first = send_invoice.delay(1)
-        wait_for(lambda: TaskRun.objects.filter(task_id=first.id, state="SUCCESS").exists(), 30, "first row")
+        wait_for(
+            lambda: TaskRun.objects.filter(task_id=first.id, state="SUCCESS").exists(),
+            30,
+            "first row",
+        )
 
         proxy.cut()  # the monitor loses its database; workers and this test keep theirs
         results = [send_invoice.delay(100 + i) for i in range(20)]
@@ -95,12 +101,16 @@ def test_database_down_while_the_monitor_runs_loses_nothing(worker, redis_client
 
         proxy.restore()
         wait_for(
-            lambda: TaskRun.objects.filter(task_id__in=ids, finished_at__isnull=False).count() == 20,
+            lambda: (
+                TaskRun.objects.filter(task_id__in=ids, finished_at__isnull=False).count() == 20
+            ),
             60,
             "rows after the database came back",
         )
         states = dict(TaskRun.objects.filter(task_id__in=ids).values_list("input_id", "state"))
-        assert states == {str(100 + i): ("FAILURE" if i % 10 == 7 else "SUCCESS") for i in range(20)}
+        assert states == {
+            str(100 + i): ("FAILURE" if i % 10 == 7 else "SUCCESS") for i in range(20)
+        }
     finally:
         output = stop(monitor)
         proxy.cut()

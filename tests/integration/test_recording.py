@@ -1,4 +1,4 @@
-"""Every kind of task outcome, recorded end to end: publish → real worker → stream → monitor → rows."""
+"""Every kind of task outcome, end to end: publish → real worker → stream → monitor → rows."""
 
 from __future__ import annotations
 
@@ -80,7 +80,11 @@ def test_autoretry_with_backoff_then_success(worker, redis_client):
 
 def test_revoke_of_a_queued_task(worker, redis_client):
     result = itasks.nap.apply_async(("R-1", 0), countdown=3)
-    wait_until(redis_client, lambda: TaskRun.objects.filter(task_id=result.id, state="RECEIVED").exists(), what="received")
+    wait_until(
+        redis_client,
+        lambda: TaskRun.objects.filter(task_id=result.id, state="RECEIVED").exists(),
+        what="received",
+    )
     app.control.revoke(result.id)
     row = wait_until(redis_client, finished(result.id), what="revoked row")
     assert row.state == "REVOKED"
@@ -135,7 +139,9 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_recorder_redis_unreachable_task_still_succeeds_and_loss_is_counted(start_worker, redis_client):
+def test_recorder_redis_unreachable_task_still_succeeds_and_loss_is_counted(
+    start_worker, redis_client
+):
     isolated = start_worker(
         queues="isolated",
         name="norecorder",

@@ -93,7 +93,14 @@ json_values = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.dictionaries(st.sampled_from(["v", "kind", "task_id", "ts", "retries", "name", "eta"]), json_values), max_size=5))
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["v", "kind", "task_id", "ts", "retries", "name", "eta"]), json_values
+        ),
+        max_size=5,
+    )
+)
 def test_any_structure_decodes_to_valid_events_or_reasons(items):
     decoded, rejected = decode_entry({b"e": msgpack.packb(items)})
     assert len(decoded) + len(rejected) == len(items)

@@ -72,7 +72,11 @@ def test_bound_task_arg_names_leave_out_self():
 
 def test_keep_args_as_json():
     kept = keep_args((1, "a"), {"k": [1, 2]}, 1024)
-    assert (json.loads(kept.args), json.loads(kept.kwargs), kept.dropped) == ([1, "a"], {"k": [1, 2]}, None)
+    assert (json.loads(kept.args), json.loads(kept.kwargs), kept.dropped) == (
+        [1, "a"],
+        {"k": [1, 2]},
+        None,
+    )
 
 
 def test_keep_args_over_cap_says_so():

@@ -26,7 +26,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+            settings.REDIS_URL,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=30,
         )
         consumer = StreamConsumer(client, settings.TASKTRAIL_STREAM, consumer=options["consumer"])
         monitor = Monitor(consumer, batch_entries=options["batch"])

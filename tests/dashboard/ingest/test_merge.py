@@ -104,7 +104,11 @@ def test_retry_story_attempts():
     attempts = fold(story_retry_then_fail("x")).attempts
     assert sorted(attempts) == [("x", 0), ("x", 1)]
     first, second = attempts[("x", 0)], attempts[("x", 1)]
-    assert (first["outcome"], first["exc_message"], first["worker"]) == (RETRY, "declined", "w1@host")
+    assert (first["outcome"], first["exc_message"], first["worker"]) == (
+        RETRY,
+        "declined",
+        "w1@host",
+    )
     assert first["traceback"] == "Traceback…"
     assert (second["outcome"], second["worker"]) == (FAILURE, "w2@host")
     assert second["published_at"].timestamp() == T0 + 0.3

@@ -38,9 +38,21 @@ def test_drain_writes_rows_and_empties_the_stream(redis_client):
         {b"e": msgpack.packb([{"v": 1, "kind": "exploded", "task_id": "x", "ts": 1.0}])},
         {b"e": msgpack.packb([{"v": 99, "kind": "published", "task_id": "x", "ts": 1.8e9}])},
         {b"e": msgpack.packb([{"v": 1, "kind": "published", "task_id": "x", "ts": "soon"}])},
-        {b"e": msgpack.packb([{"v": 1, "kind": "published", "task_id": "x", "ts": 1.8e9, "retries": "2"}])},
-        {b"e": msgpack.packb([{"v": 1, "kind": "published", "task_id": "x", "ts": 1.8e9, "eta": 1e18}])},
-        {b"e": msgpack.packb([{"v": 1, "kind": "started", "task_id": "x", "ts": 1.8e9, "pid": 2**40}])},
+        {
+            b"e": msgpack.packb(
+                [{"v": 1, "kind": "published", "task_id": "x", "ts": 1.8e9, "retries": "2"}]
+            )
+        },
+        {
+            b"e": msgpack.packb(
+                [{"v": 1, "kind": "published", "task_id": "x", "ts": 1.8e9, "eta": 1e18}]
+            )
+        },
+        {
+            b"e": msgpack.packb(
+                [{"v": 1, "kind": "started", "task_id": "x", "ts": 1.8e9, "pid": 2**40}]
+            )
+        },
     ],
 )
 def test_malformed_entry_goes_to_dead_letter_and_good_ones_still_land(redis_client, fields):
@@ -58,7 +70,7 @@ def test_malformed_entry_goes_to_dead_letter_and_good_ones_still_land(redis_clie
 
 def test_mixed_entry_keeps_its_valid_events(redis_client):
     task_id = new_task_id()
-    entry = story_success(task_id) + [{"v": 1, "kind": "published"}]
+    entry = [*story_success(task_id), {"v": 1, "kind": "published"}]
     redis_client.xadd(settings.TASKTRAIL_STREAM, encode_batch(entry))
     stats = make_monitor(redis_client).run(drain=True)
     assert (stats.events, stats.rejected) == (4, 1)
@@ -81,7 +93,9 @@ def test_fields_at_their_caps_are_stored(redis_client):
     task_id = "x" * 255
     redis_client.xadd(
         settings.TASKTRAIL_STREAM,
-        encode_batch([event("published", task_id, 1_750_000_000.0, name="n" * 255, published_at=1.75e9)]),
+        encode_batch(
+            [event("published", task_id, 1_750_000_000.0, name="n" * 255, published_at=1.75e9)]
+        ),
     )
     make_monitor(redis_client).run(drain=True)
     assert TaskRun.objects.get(task_id=task_id).name == "n" * 255
@@ -110,7 +124,9 @@ def test_batch_the_writer_cannot_store_is_split_and_only_the_culprit_set_aside(
         return real_write(events)
 
     monkeypatch.setattr(monitor_module, "write_events", refusing)
-    redis_client.xadd(settings.TASKTRAIL_STREAM, encode_batch(story_success(bad) + story_success(good)))
+    redis_client.xadd(
+        settings.TASKTRAIL_STREAM, encode_batch(story_success(bad) + story_success(good))
+    )
     stats = make_monitor(redis_client).run(drain=True)
     assert stats.rejected == 4
     assert TaskRun.objects.filter(task_id=good).exists()

@@ -28,7 +28,9 @@ def row_of(task_id):
 
 
 def attempts_of(task_id):
-    return list(TaskAttempt.objects.filter(task_id=task_id).order_by("attempt").values(*ATTEMPT_FIELDS))
+    return list(
+        TaskAttempt.objects.filter(task_id=task_id).order_by("attempt").values(*ATTEMPT_FIELDS)
+    )
 
 
 def test_success_story_written_as_one_row_and_one_attempt():
