@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from dashboard.models import TaskAttempt, TaskRun
+from dashboard.redaction import redacted_call
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -42,7 +45,19 @@ class TaskRunAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     date_hierarchy = None
     ordering = ("-first_seen_at", "-id")
-    exclude = ("state_key", "worker_key", "start_key", "error_key")
+    # Raw args/kwargs may hold secrets: only their redacted form is shown.
+    exclude = ("state_key", "worker_key", "start_key", "error_key", "args", "kwargs")
+    readonly_fields = ("shown_args", "shown_kwargs")
+
+    @admin.display(description="args (redacted)")
+    def shown_args(self, obj: TaskRun) -> str:
+        shown = redacted_call(obj.args, obj.kwargs, obj.arg_names, settings.TASKTRAIL_REDACT_KEYS)
+        return format_html("<pre>{}</pre>", shown.args or "—")
+
+    @admin.display(description="kwargs (redacted)")
+    def shown_kwargs(self, obj: TaskRun) -> str:
+        shown = redacted_call(obj.args, obj.kwargs, obj.arg_names, settings.TASKTRAIL_REDACT_KEYS)
+        return format_html("<pre>{}</pre>", shown.kwargs or "—")
 
 
 @admin.register(TaskAttempt)
