@@ -323,6 +323,28 @@ def on_failure(
 
 
 @_guarded
+def on_internal_error(
+    recorder: Recorder,
+    sender: Any = None,
+    task_id: Any = None,
+    exception: Any = None,
+    einfo: Any = None,
+    **_: Any,
+) -> None:
+    # Celery's own tracing failed around the task: the task may not report a failure itself.
+    now = time.time()
+    recorder.emit(
+        "failed",
+        task_id,
+        now,
+        exc_type=_error_type(exception) if exception is not None else None,
+        exc_message=_error_message(exception) if exception is not None else None,
+        traceback=str(getattr(einfo, "traceback", "") or "") or None,
+        **_finish_fields(recorder, sender, str(task_id), now),
+    )
+
+
+@_guarded
 def on_retry(
     recorder: Recorder,
     sender: Any = None,
@@ -442,6 +464,7 @@ _RECEIVERS: list[tuple[Any, Callable[..., None]]] = [
     (signals.task_success, on_success),
     (signals.task_failure, on_failure),
     (signals.task_retry, on_retry),
+    (signals.task_internal_error, on_internal_error),
     (signals.task_revoked, on_revoked),
     (signals.task_rejected, on_rejected),
     (signals.task_unknown, on_unknown),
