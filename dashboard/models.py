@@ -97,10 +97,15 @@ class TaskRun(models.Model):
             models.Index(fields=["name", "-first_seen_at", "-id"], name="taskrun_name_recent"),
             models.Index(fields=["queue", "-first_seen_at", "-id"], name="taskrun_queue_recent"),
             models.Index(fields=["worker", "-first_seen_at", "-id"], name="taskrun_worker_recent"),
-            models.Index(fields=["input_id"], name="taskrun_input_id"),
+            # pattern ops (PostgreSQL) serve both the exact search and the input-id prefix search
+            models.Index(
+                fields=["input_id"], name="taskrun_input_id", opclasses=["varchar_pattern_ops"]
+            ),
             models.Index(fields=["trace_id"], name="taskrun_trace_id"),
             models.Index(fields=["root_id"], name="taskrun_root_id"),
             models.Index(fields=["parent_id"], name="taskrun_parent_id"),
+            models.Index(fields=["retry_of"], name="taskrun_retry_of"),
+            models.Index(fields=["finished_at"], name="taskrun_finished_at"),
         ]
         constraints = [
             models.CheckConstraint(

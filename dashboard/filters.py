@@ -1,0 +1,160 @@
+"""Task list filters, parsed from a query string with a clear message for every bad value.
+
+The same filter serves the Tasks page, its partials and ``GET /api/tasks``, and it round-trips to a
+query string so a filtered list is a link that can be pasted into a ticket.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+from urllib.parse import urlencode
+
+from django.utils import timezone
+
+from dashboard.models import TaskState
+
+MAX_VALUE_LENGTH: Final = 255
+WINDOWS: Final[dict[str, dt.timedelta]] = {
+    "15m": dt.timedelta(minutes=15),
+    "1h": dt.timedelta(hours=1),
+    "6h": dt.timedelta(hours=6),
+    "24h": dt.timedelta(hours=24),
+    "7d": dt.timedelta(days=7),
+    "30d": dt.timedelta(days=30),
+}
+_TRACE_ID: Final = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+class FilterError(ValueError):
+    """A query parameter that cannot be used, with a message meant for the person who sent it."""
+
+
+class QueryParams(Protocol):
+    def get(self, key: str, default: str | None = None) -> str | None: ...
+    def getlist(self, key: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    states: tuple[str, ...] = ()
+    name: str = ""
+    queue: str = ""
+    worker: str = ""
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    window: str = ""
+    q: str = ""
+    _extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.states or self.name or self.queue or self.worker or self.since
+                    or self.until or self.q)  # fmt: skip
+
+    @property
+    def trace_id(self) -> str | None:
+        """The search text as a trace id, when it looks like one."""
+        return self.q.lower() if _TRACE_ID.match(self.q) else None
+
+    def as_query(self) -> list[tuple[str, str]]:
+        params: list[tuple[str, str]] = [("state", s) for s in self.states]
+        for key in ("name", "queue", "worker", "q"):
+            if value := getattr(self, key):
+                params.append((key, value))
+        if self.window:
+            params.append(("window", self.window))
+        else:
+            if self.since:
+                params.append(("since", self.since.isoformat()))
+            if self.until:
+                params.append(("until", self.until.isoformat()))
+        return params
+
+    def querystring(self, **extra: str) -> str:
+        return urlencode(self.as_query() + [(k, v) for k, v in extra.items() if v])
+
+    def describe(self) -> str:
+        """The filter in words, for confirmations and empty states."""
+        parts = []
+        if self.states:
+            parts.append("state " + " or ".join(self.states))
+        for key in ("name", "queue", "worker"):
+            if value := getattr(self, key):
+                parts.append(f"{key} {value}")
+        if self.q:
+            parts.append(f"matching “{self.q}”")
+        if self.window:
+            parts.append(f"in the last {self.window}")
+        if self.since:
+            parts.append(f"since {self.since:%Y-%m-%d %H:%M} UTC")
+        if self.until:
+            parts.append(f"until {self.until:%Y-%m-%d %H:%M} UTC")
+        return ", ".join(parts) or "all tasks"
+
+
+def _text(params: QueryParams, key: str) -> str:
+    value = (params.get(key) or "").strip()
+    if len(value) > MAX_VALUE_LENGTH:
+        raise FilterError(f"“{key}” is longer than {MAX_VALUE_LENGTH} characters.")
+    if "\x00" in value:
+        raise FilterError(f"“{key}” contains a NUL character.")
+    return value
+
+
+def parse_datetime(value: str, key: str) -> dt.datetime:
+    """An ISO 8601 date or date-time; naive values are UTC."""
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise FilterError(
+            f"“{key}” must be a date or date-time like 2026-11-23 or 2026-11-23T14:05, "
+            f"not “{value[:40]}”."
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed
+
+
+def parse_task_filter(params: QueryParams, *, now: dt.datetime | None = None) -> TaskFilter:
+    states = []
+    for raw in params.getlist("state"):
+        for value in raw.split(","):
+            value = value.strip().upper()
+            if not value:
+                continue
+            if value not in TaskState.values:
+                raise FilterError(
+                    f"Unknown state “{value[:40]}”. Use one of: {', '.join(TaskState.values)}."
+                )
+            if value not in states:
+                states.append(value)
+    window = _text(params, "window")
+    since_text, until_text = _text(params, "since"), _text(params, "until")
+    since = until = None
+    if window:
+        if window not in WINDOWS:
+            raise FilterError(f"Unknown window “{window[:20]}”. Use one of: {', '.join(WINDOWS)}.")
+        since = (now or timezone.now()) - WINDOWS[window]
+    else:
+        since = parse_datetime(since_text, "since") if since_text else None
+        until = parse_datetime(until_text, "until") if until_text else None
+        if since and until and since > until:
+            raise FilterError("“since” is after “until”.")
+    return TaskFilter(
+        states=tuple(states),
+        name=_text(params, "name"),
+        queue=_text(params, "queue"),
+        worker=_text(params, "worker"),
+        since=since,
+        until=until,
+        window=window,
+        q=_text(params, "q"),
+    )
+
+
+def states_label(states: Sequence[str], labels: Mapping[str, str]) -> str:
+    return ", ".join(labels.get(s, s) for s in states)

@@ -1,0 +1,316 @@
+"""Task rows: filtered, keyset-paginated lists; one task with its story; per-type statistics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from dashboard.filters import TaskFilter
+from dashboard.models import TaskAttempt, TaskRun, TaskState
+from dashboard.pagination import Cursor
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+LIST_FIELDS = (
+    "id", "task_id", "name", "queue", "input_id", "state", "retries", "exc_type", "exc_message",
+    "first_seen_at", "published_at", "started_at", "finished_at", "runtime", "queue_wait",
+    "worker", "trace_id", "trace_sampled", "updated_at",
+)  # fmt: skip
+
+
+def filtered_task_runs(task_filter: TaskFilter) -> QuerySet[TaskRun]:
+    qs = TaskRun.objects.all()
+    if task_filter.states:
+        qs = qs.filter(state__in=task_filter.states)
+    if task_filter.name:
+        qs = qs.filter(name=task_filter.name)
+    if task_filter.queue:
+        qs = qs.filter(queue=task_filter.queue)
+    if task_filter.worker:
+        qs = qs.filter(worker=task_filter.worker)
+    if task_filter.since:
+        qs = qs.filter(first_seen_at__gte=task_filter.since)
+    if task_filter.until:
+        qs = qs.filter(first_seen_at__lt=task_filter.until)
+    if task_filter.q:
+        q = task_filter.q
+        match = Q(task_id=q) | Q(input_id__startswith=q)
+        if task_filter.trace_id:
+            match |= Q(trace_id=task_filter.trace_id)
+        qs = qs.filter(match)
+    return qs
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    rows: list[TaskRun]
+    next_cursor: Cursor | None
+    newest: Cursor | None  # the first row: what "new rows since" polls start from
+
+
+def task_list(
+    *,
+    task_filter: TaskFilter,
+    cursor: Cursor | None = None,
+    newer_than: Cursor | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+) -> TaskPage:
+    """A page of rows, newest first. ``cursor``: rows after it; ``newer_than``: rows before it."""
+    limit = max(1, min(limit, MAX_PAGE_SIZE))
+    qs = filtered_task_runs(task_filter).only(*LIST_FIELDS)
+    if cursor is not None:
+        # a range the (first_seen_at, id) index can seek to, then the tie on equal timestamps
+        qs = qs.filter(first_seen_at__lte=cursor.first_seen_at).exclude(
+            first_seen_at=cursor.first_seen_at, id__gte=cursor.id
+        )
+    if newer_than is not None:
+        qs = qs.filter(first_seen_at__gte=newer_than.first_seen_at).exclude(
+            first_seen_at=newer_than.first_seen_at, id__lte=newer_than.id
+        )
+    rows = list(qs.order_by("-first_seen_at", "-id")[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = Cursor(rows[-1].first_seen_at, rows[-1].id) if more else None
+    newest = Cursor(rows[0].first_seen_at, rows[0].id) if rows else None
+    return TaskPage(rows=rows, next_cursor=next_cursor, newest=newest)
+
+
+# -- one task ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskDetail:
+    task: TaskRun
+    attempts: list[TaskAttempt]
+    result: TaskResult | None
+    parent: TaskRun | None
+    root: TaskRun | None
+    children: list[TaskRun]
+    retry_of: TaskRun | None
+    retried_as: TaskRun | None
+
+
+MAX_CHILDREN = 100
+
+
+def task_detail(*, task_id: str) -> TaskDetail | None:
+    task = TaskRun.objects.filter(task_id=task_id).first()
+    if task is None:
+        return None
+    related_ids = {i for i in (task.parent_id, task.root_id, task.retry_of, task.retried_as) if i}
+    related = {r.task_id: r for r in TaskRun.objects.filter(task_id__in=related_ids)}
+    retried_as = related.get(task.retried_as or "") or (
+        TaskRun.objects.filter(retry_of=task.task_id).order_by("first_seen_at").first()
+    )
+    return TaskDetail(
+        task=task,
+        attempts=list(TaskAttempt.objects.filter(task_id=task_id).order_by("attempt")),
+        result=TaskResult.objects.filter(task_id=task_id).first(),
+        parent=related.get(task.parent_id or ""),
+        root=related.get(task.root_id or "") if task.root_id != task.task_id else None,
+        children=list(
+            TaskRun.objects.filter(parent_id=task_id).order_by("first_seen_at", "id")[:MAX_CHILDREN]
+        ),
+        retry_of=related.get(task.retry_of or ""),
+        retried_as=retried_as,
+    )
+
+
+# -- statistics -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskTypeStats:
+    name: str
+    count: int
+    failed: int
+    runtime: Percentiles = field(default_factory=Percentiles)
+    queue_wait: Percentiles = field(default_factory=Percentiles)
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed / self.count if self.count else 0.0
+
+
+SAMPLE_LIMIT = 20_000  # per task type on databases without percentile functions
+
+
+def task_type_stats(*, since: dt.datetime, name: str = "") -> list[TaskTypeStats]:
+    """Count, failure rate and runtime / queue-wait percentiles per task name since ``since``."""
+    base = TaskRun.objects.filter(first_seen_at__gte=since).exclude(name__isnull=True)
+    if name:
+        base = base.filter(name=name)
+    counts = base.values("name").annotate(
+        count=Count("id"), failed=Count("id", filter=Q(state=TaskState.FAILURE))
+    )
+    percentiles = _percentiles(since=since, name=name)
+    stats = [
+        TaskTypeStats(
+            name=row["name"] or "",
+            count=row["count"],
+            failed=row["failed"],
+            runtime=percentiles.get((row["name"] or "", "runtime"), Percentiles()),
+            queue_wait=percentiles.get((row["name"] or "", "queue_wait"), Percentiles()),
+        )
+        for row in counts
+    ]
+    return sorted(stats, key=lambda s: (-s.count, s.name))
+
+
+def _percentiles(*, since: dt.datetime, name: str) -> dict[tuple[str, str], Percentiles]:
+    out: dict[tuple[str, str], Percentiles] = {}
+    if connection.vendor == "postgresql":
+        sql = """
+            SELECT name,
+              percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY runtime),
+              percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY queue_wait)
+            FROM dashboard_taskrun
+            WHERE first_seen_at >= %s AND name IS NOT NULL AND (%s = '' OR name = %s)
+            GROUP BY name
+        """
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [since, name, name])
+            for task_name, runtime, wait in cursor.fetchall():
+                out[(task_name, "runtime")] = Percentiles(*(runtime or (None, None, None)))
+                out[(task_name, "queue_wait")] = Percentiles(*(wait or (None, None, None)))
+        return out
+    names = [name] if name else _names_since(since)
+    for task_name in names:
+        for column in ("runtime", "queue_wait"):
+            values = list(
+                TaskRun.objects.filter(first_seen_at__gte=since, name=task_name)
+                .exclude(**{f"{column}__isnull": True})
+                .order_by("-first_seen_at")
+                .values_list(column, flat=True)[:SAMPLE_LIMIT]
+            )
+            out[(task_name, column)] = _quantiles(values)
+    return out
+
+
+def _names_since(since: dt.datetime) -> list[str]:
+    names = (
+        TaskRun.objects.filter(first_seen_at__gte=since)
+        .exclude(name__isnull=True)
+        .values_list("name", flat=True)
+        .distinct()
+    )
+    return [n for n in names if n]
+
+
+def _quantiles(values: Sequence[float]) -> Percentiles:
+    if not values:
+        return Percentiles()
+    if len(values) == 1:
+        return Percentiles(values[0], values[0], values[0])
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return Percentiles(cuts[49], cuts[94], cuts[98])
+
+
+# -- overview -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    queue: str
+    waiting: int
+    running: int
+    failed_last_hour: int
+    finished_per_bucket: list[int]  # oldest first
+
+
+@dataclass(frozen=True)
+class Overview:
+    queues: list[QueueSummary]
+    totals: dict[str, int]  # by state, last 24 hours
+    recent_failures: list[TaskRun]
+    bucket_minutes: int
+
+
+WAITING_STATES = (TaskState.PENDING, TaskState.RECEIVED, TaskState.RETRY)
+SPARK_BUCKETS = 12
+SPARK_MINUTES = 5
+
+
+def overview(*, now: dt.datetime | None = None) -> Overview:
+    now = now or timezone.now()
+    hour_ago = now - dt.timedelta(hours=1)
+    day_ago = now - dt.timedelta(hours=24)
+    spark_start = now - dt.timedelta(minutes=SPARK_BUCKETS * SPARK_MINUTES)
+
+    live = (
+        TaskRun.objects.filter(state__in=[*WAITING_STATES, TaskState.STARTED])
+        .values("queue", "state")
+        .annotate(n=Count("id"))
+    )
+    failed = (
+        TaskRun.objects.filter(state=TaskState.FAILURE, first_seen_at__gte=hour_ago)
+        .values("queue")
+        .annotate(n=Count("id"))
+    )
+    edges = [
+        spark_start + dt.timedelta(minutes=SPARK_MINUTES * i) for i in range(SPARK_BUCKETS + 1)
+    ]
+    finished = (
+        TaskRun.objects.filter(finished_at__gte=spark_start)
+        .values("queue")
+        .annotate(
+            **{
+                f"b{i}": Count(
+                    "id", filter=Q(finished_at__gte=edges[i], finished_at__lt=edges[i + 1])
+                )
+                for i in range(SPARK_BUCKETS)
+            }
+        )
+    )
+    per_queue: dict[str, dict[str, int]] = {}
+    for live_row in live:
+        counts = per_queue.setdefault(live_row["queue"] or "", {})
+        key = "running" if live_row["state"] == TaskState.STARTED else "waiting"
+        counts[key] = counts.get(key, 0) + live_row["n"]
+    for failed_row in failed:
+        per_queue.setdefault(failed_row["queue"] or "", {})["failed"] = failed_row["n"]
+    buckets: dict[str, list[int]] = {}
+    for bucket_row in finished:
+        queue_name = bucket_row["queue"] or ""
+        row_values: dict[str, Any] = dict(bucket_row)
+        buckets[queue_name] = [row_values[f"b{i}"] for i in range(SPARK_BUCKETS)]
+        per_queue.setdefault(queue_name, {})
+    queues = [
+        QueueSummary(
+            queue=name,
+            waiting=counts.get("waiting", 0),
+            running=counts.get("running", 0),
+            failed_last_hour=counts.get("failed", 0),
+            finished_per_bucket=buckets.get(name, [0] * SPARK_BUCKETS),
+        )
+        for name, counts in sorted(per_queue.items())
+    ]
+    totals = {
+        row["state"]: row["n"]
+        for row in TaskRun.objects.filter(first_seen_at__gte=day_ago)
+        .values("state")
+        .annotate(n=Count("id"))
+    }
+    recent_failures = list(
+        TaskRun.objects.filter(state=TaskState.FAILURE)
+        .only(*LIST_FIELDS)
+        .order_by("-first_seen_at", "-id")[:10]
+    )
+    return Overview(
+        queues=queues, totals=totals, recent_failures=recent_failures, bucket_minutes=SPARK_MINUTES
+    )
