@@ -10,9 +10,10 @@ import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final
 from urllib.parse import urlencode
 
+from django.http import QueryDict
 from django.utils import timezone
 
 from dashboard.models import TaskState
@@ -31,11 +32,6 @@ _TRACE_ID: Final = re.compile(r"^[0-9a-fA-F]{32}$")
 
 class FilterError(ValueError):
     """A query parameter that cannot be used, with a message meant for the person who sent it."""
-
-
-class QueryParams(Protocol):
-    def get(self, key: str, default: str | None = None) -> str | None: ...
-    def getlist(self, key: str) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -96,7 +92,7 @@ class TaskFilter:
         return ", ".join(parts) or "all tasks"
 
 
-def _text(params: QueryParams, key: str) -> str:
+def _text(params: QueryDict, key: str) -> str:
     value = (params.get(key) or "").strip()
     if len(value) > MAX_VALUE_LENGTH:
         raise FilterError(f"“{key}” is longer than {MAX_VALUE_LENGTH} characters.")
@@ -119,7 +115,7 @@ def parse_datetime(value: str, key: str) -> dt.datetime:
     return parsed
 
 
-def parse_task_filter(params: QueryParams, *, now: dt.datetime | None = None) -> TaskFilter:
+def parse_task_filter(params: QueryDict, *, now: dt.datetime | None = None) -> TaskFilter:
     states = []
     for raw in params.getlist("state"):
         for value in raw.split(","):

@@ -1,8 +1,18 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import path
-from django.views.generic import RedirectView
+
+from dashboard.views import api, pages
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:dashboard_taskrun_changelist")),
+    path("", pages.overview_page, name="overview"),
+    path("tasks/", pages.task_list_page, name="tasks"),
+    path("tasks/stats/", pages.task_stats_page, name="task-stats"),
+    path("tasks/<str:task_id>/", pages.task_detail_page, name="task-detail"),
+    path("queues/", pages.queues_page, name="queues"),
+    path("api/tasks", api.api_tasks, name="api-tasks"),
+    path("api/tasks/<str:task_id>", api.api_task, name="api-task"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]

@@ -72,9 +72,13 @@ def task_list(
             first_seen_at=cursor.first_seen_at, id__gte=cursor.id
         )
     if newer_than is not None:
+        # oldest first, so a burst larger than a page arrives over several polls without a gap
         qs = qs.filter(first_seen_at__gte=newer_than.first_seen_at).exclude(
             first_seen_at=newer_than.first_seen_at, id__lte=newer_than.id
         )
+        newer_rows = list(qs.order_by("first_seen_at", "id")[:limit])[::-1]
+        newest = Cursor(newer_rows[0].first_seen_at, newer_rows[0].id) if newer_rows else None
+        return TaskPage(rows=newer_rows, next_cursor=None, newest=newest)
     rows = list(qs.order_by("-first_seen_at", "-id")[: limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]

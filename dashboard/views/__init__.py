@@ -1,0 +1,1 @@
+"""Function views: validate input, call one selector (or service), render."""

@@ -1,0 +1,108 @@
+"""The HTML pages and their htmx partials. Every view requires a login; partials too."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HTMX_STOP_POLLING
+from django_htmx.middleware import HtmxDetails
+
+from dashboard.filters import WINDOWS, FilterError, parse_task_filter
+from dashboard.models import TaskState
+from dashboard.pagination import Cursor
+from dashboard.selectors.queues import queue_overview
+from dashboard.selectors.system import monitor_status
+from dashboard.selectors.tasks import overview, task_detail, task_list, task_type_stats
+from dashboard.views.access import viewer_required
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _bad_request(request: HtmxHttpRequest, message: str) -> HttpResponse:
+    return render(request, "dashboard/bad_request.html", {"message": message}, status=400)
+
+
+@require_GET
+@viewer_required
+@vary_on_headers("HX-Request")
+def overview_page(request: HtmxHttpRequest) -> HttpResponse:
+    context = {"overview": overview(), "monitor": monitor_status(), "states": TaskState}
+    if request.htmx:
+        return render(request, "dashboard/partials/overview_panel.html", context)
+    return render(request, "dashboard/overview.html", context)
+
+
+@require_GET
+@viewer_required
+@vary_on_headers("HX-Request")
+def task_list_page(request: HtmxHttpRequest) -> HttpResponse:
+    try:
+        task_filter = parse_task_filter(request.GET)
+        cursor = Cursor.decode(request.GET["cursor"]) if request.GET.get("cursor") else None
+        newer = Cursor.decode(request.GET["newer"]) if request.GET.get("newer") else None
+    except FilterError as exc:
+        return _bad_request(request, str(exc))
+    page = task_list(task_filter=task_filter, cursor=cursor, newer_than=newer)
+    context = {
+        "page": page,
+        "filter": task_filter,
+        "cursor": cursor,
+        "states": TaskState,
+        "windows": WINDOWS,
+        "live": cursor is None,  # only the first page follows new rows
+        "monitor": monitor_status(),
+    }
+    if request.htmx and newer is not None:
+        # the rows to prepend, and the poller moved on to the newest of them
+        if not page.rows:
+            return HttpResponse(status=204)
+        return render(request, "dashboard/partials/task_new_rows.html", context)
+    if request.htmx:
+        return render(request, "dashboard/partials/task_results.html", context)
+    return render(request, "dashboard/tasks.html", context)
+
+
+@require_GET
+@viewer_required
+@vary_on_headers("HX-Request")
+def task_detail_page(request: HtmxHttpRequest, task_id: str) -> HttpResponse:
+    detail = task_detail(task_id=task_id)
+    if detail is None:
+        raise Http404("No task with this id has been recorded.")
+    context = {"detail": detail, "task": detail.task, "now": timezone.now()}
+    if request.htmx:
+        response = render(request, "dashboard/partials/task_story.html", context)
+        if detail.task.is_finished:
+            response.status_code = HTMX_STOP_POLLING  # finished: nothing left to follow
+        return response
+    return render(request, "dashboard/task_detail.html", context)
+
+
+@require_GET
+@viewer_required
+def task_stats_page(request: HtmxHttpRequest) -> HttpResponse:
+    window = request.GET.get("window") or "24h"
+    if window not in WINDOWS:
+        return _bad_request(request, f"Unknown window. Use one of: {', '.join(WINDOWS)}.")
+    name = (request.GET.get("name") or "").strip()[:255]
+    stats = task_type_stats(since=timezone.now() - WINDOWS[window], name=name)
+    return render(
+        request,
+        "dashboard/task_stats.html",
+        {"stats": stats, "window": window, "windows": WINDOWS, "name": name},
+    )
+
+
+@require_GET
+@viewer_required
+@vary_on_headers("HX-Request")
+def queues_page(request: HtmxHttpRequest) -> HttpResponse:
+    context = {"queues": queue_overview(), "monitor": monitor_status()}
+    if request.htmx:
+        return render(request, "dashboard/partials/queue_table.html", context)
+    return render(request, "dashboard/queues.html", context)
