@@ -45,7 +45,8 @@ def tasks(db) -> dict[str, TaskRun]:
                   published_at=now - 300),
             event("started", bad, now - 299, retries=0, hostname="w<script>@h", pid=3),
             event("failed", bad, now - 298, retries=0, hostname="w<script>@h",
-                  exc_type="ValueError", exc_message=HOSTILE, traceback="Traceback: " + HOSTILE, runtime=1.0),
+                  exc_type="ValueError", exc_message=HOSTILE, traceback="Traceback: " + HOSTILE,
+                  runtime=1.0),
         ]
     )  # fmt: skip
     record(
