@@ -86,6 +86,9 @@ class TaskRun(models.Model):
         blank=True,
         help_text="Task id of the operator retry of this task.",
     )
+    # Set by operator actions (compare-and-swap), never by the monitor.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    terminate_requested_at = models.DateTimeField(null=True, blank=True)
 
     # ordering keys of the merge rules (see dashboard.ingest.merge)
     state_key = models.BigIntegerField(default=merge.NO_KEY)
@@ -95,6 +98,12 @@ class TaskRun(models.Model):
 
     class Meta:
         verbose_name = "task run"
+        permissions = [
+            ("retry_taskrun", "Can retry failed tasks"),
+            ("cancel_taskrun", "Can cancel tasks that have not started"),
+            ("terminate_taskrun", "Can terminate running tasks"),
+            ("bulk_over_cap", "Can act on more tasks at once than the bulk cap"),
+        ]
         indexes = [
             models.Index(fields=["-first_seen_at", "-id"], name="taskrun_recent"),
             models.Index(fields=["state", "-first_seen_at", "-id"], name="taskrun_state_recent"),
@@ -182,3 +191,58 @@ class ApiToken(models.Model):
     @classmethod
     def new_key(cls) -> str:
         return cls.PREFIX + secrets.token_urlsafe(32)
+
+
+class OperatorAction(models.Model):
+    """Audit: one row per action a person asked for, allowed or refused, single or bulk."""
+
+    class Kind(models.TextChoices):
+        RETRY = "retry", "Retry"
+        CANCEL = "cancel", "Cancel"
+        TERMINATE = "terminate", "Terminate"
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Pending"  # allowed, the Celery call not yet made
+        DONE = "done", "Done"
+        PARTIAL = "partial", "Partly done"  # bulk: some targets refused or failed
+        REFUSED = "refused", "Refused"
+        FAILED = "failed", "Failed"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    username = models.CharField(max_length=150, help_text="Kept if the user is deleted.")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    bulk = models.BooleanField(default=False)
+    scope = models.TextField(blank=True, default="", help_text="Selection or filter, in words.")
+    target_count = models.PositiveIntegerField(default=0)
+    reason = models.TextField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    message = models.TextField(blank=True, default="")
+
+    class Meta:
+        verbose_name = "operator action"
+        indexes = [
+            models.Index(fields=["username", "-at"], name="action_user_recent"),
+            models.Index(fields=["kind", "-at"], name="action_kind_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.kind} ({self.outcome})"
+
+
+class OperatorActionTarget(models.Model):
+    """One task an action touched, so each task page lists the actions on it."""
+
+    action = models.ForeignKey(OperatorAction, on_delete=models.CASCADE, related_name="targets")
+    task_id = models.CharField(max_length=255, db_index=True)
+    outcome = models.CharField(max_length=16, choices=OperatorAction.Outcome.choices)
+    message = models.TextField(blank=True, default="")
+    new_task_id = models.CharField(max_length=255, null=True, blank=True)
+
+    class Meta:
+        verbose_name = "operator action target"
+
+    def __str__(self) -> str:
+        return f"{self.action_id} {self.task_id} {self.outcome}"

@@ -1,10 +1,391 @@
-"""Writes made on behalf of a person (operator actions come here too)."""
+"""Writes made on behalf of a person: operator actions on tasks, API tokens.
+
+Every action runs the same steps: permission → state check at write time → audit → the Celery call
+after the transaction commits → outcome on the audit row. The state check is a compare-and-swap
+on the task row (``UPDATE … WHERE state IN … AND retried_as IS NULL``, checking the row count), so
+two clicks or two operators produce exactly one retry. Refusals are audited too.
+"""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import User
+import json
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
 
-from dashboard.models import ApiToken
+import redis
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from dashboard.filters import TaskFilter
+from dashboard.models import ApiToken, OperatorAction, OperatorActionTarget, TaskRun, TaskState
+from dashboard.selectors.tasks import filtered_task_runs
+
+logger = logging.getLogger("tasktrail.actions")
+
+Kind = OperatorAction.Kind
+Outcome = OperatorAction.Outcome
+
+RETRYABLE_STATES: Final = (TaskState.FAILURE, TaskState.REVOKED, TaskState.REJECTED)
+CANCELLABLE_STATES: Final = (TaskState.PENDING, TaskState.RECEIVED, TaskState.RETRY)
+TERMINABLE_STATES: Final = (TaskState.STARTED,)
+PERMISSIONS: Final = {
+    Kind.RETRY: "dashboard.retry_taskrun",
+    Kind.CANCEL: "dashboard.cancel_taskrun",
+    Kind.TERMINATE: "dashboard.terminate_taskrun",
+}
+BULK_OVER_CAP: Final = "dashboard.bulk_over_cap"
+BULK_KINDS: Final = (Kind.RETRY, Kind.CANCEL)
+MAX_REASON: Final = 2000
+RETRYABLE_ATTRIBUTE: Final = "tasktrail_retryable"
+
+
+class ActionInputError(ValueError):
+    """The request itself is unusable (no reason, empty filter): nothing was attempted."""
+
+
+@dataclass
+class ActionResult:
+    action: OperatorAction
+    permitted: bool = True
+    done: list[str] = field(default_factory=list)  # task ids acted on
+    refused: dict[str, str] = field(default_factory=dict)  # task id -> why
+    new_task_ids: dict[str, str] = field(default_factory=dict)  # retried id -> new id
+
+    @property
+    def message(self) -> str:
+        return self.action.message
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def clean_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ActionInputError("Say why: a reason is required for every action.")
+    if len(reason) > MAX_REASON:
+        raise ActionInputError(f"The reason is longer than {MAX_REASON} characters.")
+    return reason
+
+
+def _celery_app():
+    from workers.celery_app import app
+
+    # The task modules the app declares (``include``) are imported by workers on start; the web
+    # process needs them too, to know which task names exist and how they opted.
+    app.loader.import_default_modules()
+    return app
+
+
+def _audit(
+    *,
+    user: User,
+    kind: str,
+    reason: str,
+    outcome: str,
+    message: str,
+    targets: Sequence[tuple[str, str, str]] = (),  # (task id, outcome, message)
+    bulk: bool = False,
+    scope: str = "",
+) -> OperatorAction:
+    action = OperatorAction.objects.create(
+        user=user,
+        username=user.get_username(),
+        kind=kind,
+        bulk=bulk,
+        scope=scope,
+        target_count=len(targets),
+        reason=reason,
+        outcome=outcome,
+        message=message,
+    )
+    OperatorActionTarget.objects.bulk_create(
+        OperatorActionTarget(action=action, task_id=t, outcome=o, message=m) for t, o, m in targets
+    )
+    return action
+
+
+def _refusal_reason(kind: str, task: TaskRun | None) -> str:
+    if task is None:
+        return "no task with this id has been recorded"
+    if kind == Kind.RETRY:
+        if task.retried_as:
+            return f"already retried as {task.retried_as}"
+        if task.state not in RETRYABLE_STATES:
+            return f"a {task.state} task cannot be retried (only failed, revoked or rejected ones)"
+        if task.args is None or task.kwargs is None:
+            why = task.args_dropped or "not recorded"
+            return f"its arguments were not kept ({why})"
+    if kind == Kind.CANCEL:
+        if task.cancel_requested_at:
+            return "a cancel was already requested"
+        if task.state not in CANCELLABLE_STATES:
+            return f"a {task.state} task cannot be cancelled (only tasks that have not started)"
+    if kind == Kind.TERMINATE:
+        if task.terminate_requested_at:
+            return "a terminate was already requested"
+        if task.state not in TERMINABLE_STATES:
+            return f"a {task.state} task is not running"
+    return "the task changed meanwhile; reload and try again"
+
+
+def _retry_precheck(task: TaskRun) -> str | None:
+    """Refusals that do not depend on the row's state: task unknown here, or opted out."""
+    app = _celery_app()
+    if not task.name or task.name not in app.tasks:
+        return f"no task named {task.name!r} is registered here"
+    if getattr(app.tasks[task.name], RETRYABLE_ATTRIBUTE, True) is False:
+        return f"{task.name} opts out of operator retries (not idempotent)"
+    return None
+
+
+def _claim(kind: str, task_id: str, new_task_id: str | None) -> bool:
+    """The compare-and-swap: True when this call, and no other, may act on the task."""
+    rows = TaskRun.objects.filter(task_id=task_id)
+    now = timezone.now()
+    if kind == Kind.RETRY:
+        claimed = rows.filter(
+            state__in=RETRYABLE_STATES,
+            retried_as__isnull=True,
+            args__isnull=False,
+            kwargs__isnull=False,
+        ).update(retried_as=new_task_id)
+    elif kind == Kind.CANCEL:
+        claimed = rows.filter(
+            state__in=CANCELLABLE_STATES, cancel_requested_at__isnull=True
+        ).update(cancel_requested_at=now)
+    else:
+        claimed = rows.filter(
+            state__in=TERMINABLE_STATES, terminate_requested_at__isnull=True
+        ).update(terminate_requested_at=now)
+    return claimed == 1
+
+
+def _release(kind: str, task_id: str, new_task_id: str | None) -> None:
+    """Undo a claim whose Celery call failed, so the action can be tried again."""
+    rows = TaskRun.objects.filter(task_id=task_id)
+    if kind == Kind.RETRY:
+        rows.filter(retried_as=new_task_id).update(retried_as=None)
+    elif kind == Kind.CANCEL:
+        rows.update(cancel_requested_at=None)
+    else:
+        rows.update(terminate_requested_at=None)
+
+
+# -- the Celery calls, made after commit -----------------------------------------------------------
+
+
+def _call_celery(kind: str, tasks: Sequence[TaskRun], new_ids: dict[str, str]) -> dict[str, str]:
+    """Make the Celery calls; returns {task id: error} for those that failed."""
+    from workers import control
+
+    app = _celery_app()
+    failed: dict[str, str] = {}
+    if kind == Kind.RETRY:
+        for task in tasks:
+            try:
+                control.publish_retry(
+                    app,
+                    name=task.name or "",
+                    args=json.loads(task.args or "[]"),
+                    kwargs=json.loads(task.kwargs or "{}"),
+                    queue=task.queue,
+                    retry_of=task.task_id,
+                    task_id=new_ids[task.task_id],
+                )
+            except Exception as exc:  # broker down, serialization: reported on the audit row
+                failed[task.task_id] = f"publish failed: {exc}"
+    elif kind == Kind.CANCEL:
+        try:
+            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+            control.cancel(app, client, [t.task_id for t in tasks])
+        except Exception as exc:
+            failed.update({t.task_id: f"revoke failed: {exc}" for t in tasks})
+    else:
+        for task in tasks:
+            try:
+                control.terminate(app, task.task_id)
+            except Exception as exc:
+                failed[task.task_id] = f"terminate failed: {exc}"
+    return failed
+
+
+def _after_commit(
+    action: OperatorAction, kind: str, tasks: list[TaskRun], new_ids: dict[str, str]
+) -> Callable[[], None]:
+    def run() -> None:
+        failed = _call_celery(kind, tasks, new_ids)
+        with transaction.atomic():
+            for task_id, error in failed.items():
+                _release(kind, task_id, new_ids.get(task_id))
+                OperatorActionTarget.objects.filter(action=action, task_id=task_id).update(
+                    outcome=Outcome.FAILED, message=error
+                )
+            for task in tasks:
+                if task.task_id not in failed:
+                    OperatorActionTarget.objects.filter(action=action, task_id=task.task_id).update(
+                        outcome=Outcome.DONE, new_task_id=new_ids.get(task.task_id)
+                    )
+            refused = action.targets.filter(outcome=Outcome.REFUSED).exists()
+            if failed and len(failed) == len(tasks) and not refused:
+                action.outcome = Outcome.FAILED
+            elif failed or refused:
+                action.outcome = Outcome.PARTIAL
+            else:
+                action.outcome = Outcome.DONE
+            if failed:
+                action.message += f" {len(failed)} failed: {next(iter(failed.values()))}"
+            action.save(update_fields=["outcome", "message"])
+        if failed:
+            logger.warning("%s by %s: %d Celery calls failed", kind, action.username, len(failed))
+
+    return run
+
+
+# -- actions ----------------------------------------------------------------------------------
+
+
+def _act(
+    *, user: User, kind: str, task_ids: Sequence[str], reason: str, bulk: bool, scope: str
+) -> ActionResult:
+    permission = PERMISSIONS[Kind(kind)]
+    if not user.has_perm(permission):
+        action = _audit(
+            user=user, kind=kind, reason=reason or "(none)", outcome=Outcome.REFUSED,
+            message=f"{user.get_username()} may not {kind} tasks.",
+            targets=[(t, Outcome.REFUSED, "not permitted") for t in task_ids],
+            bulk=bulk, scope=scope,
+        )  # fmt: skip
+        return ActionResult(action=action, permitted=False, refused=dict.fromkeys(task_ids, ""))
+    reason = clean_reason(reason)
+    result_done: list[str] = []
+    refused: dict[str, str] = {}
+    new_ids: dict[str, str] = {}
+    claimed: list[TaskRun] = []
+    with transaction.atomic():
+        tasks = {t.task_id: t for t in TaskRun.objects.filter(task_id__in=task_ids)}
+        for task_id in task_ids:
+            task = tasks.get(task_id)
+            why = _retry_precheck(task) if (kind == Kind.RETRY and task is not None) else None
+            new_id = str(uuid.uuid4()) if kind == Kind.RETRY else None
+            if task is None or why is not None or not _claim(kind, task_id, new_id):
+                if why is None:
+                    fresh = TaskRun.objects.filter(task_id=task_id).first()
+                    why = _refusal_reason(kind, fresh)
+                refused[task_id] = why
+                continue
+            claimed.append(task)
+            result_done.append(task_id)
+            if new_id is not None:
+                new_ids[task_id] = new_id
+        if claimed:
+            verb = {"retry": "Retrying", "cancel": "Cancelling", "terminate": "Terminating"}[kind]
+            message = f"{verb} {len(claimed)} task{'s' if len(claimed) != 1 else ''}."
+            if refused:
+                message += f" {len(refused)} refused: {next(iter(refused.values()))}."
+            outcome = Outcome.PENDING
+        else:
+            message = f"Refused: {next(iter(refused.values()), 'nothing selected')}."
+            outcome = Outcome.REFUSED
+        action = _audit(
+            user=user, kind=kind, reason=reason, outcome=outcome, message=message,
+            targets=[(t, Outcome.PENDING, "") for t in result_done]
+            + [(t, Outcome.REFUSED, why) for t, why in refused.items()],
+            bulk=bulk, scope=scope,
+        )  # fmt: skip
+        if claimed:
+            transaction.on_commit(_after_commit(action, kind, claimed, new_ids))
+    action.refresh_from_db()
+    return ActionResult(action=action, done=result_done, refused=refused, new_task_ids=new_ids)
+
+
+def task_run_retry(*, user: User, task_id: str, reason: str) -> ActionResult:
+    return _act(user=user, kind=Kind.RETRY, task_ids=[task_id], reason=reason, bulk=False, scope="")
+
+
+def task_run_cancel(*, user: User, task_id: str, reason: str) -> ActionResult:
+    return _act(
+        user=user, kind=Kind.CANCEL, task_ids=[task_id], reason=reason, bulk=False, scope=""
+    )
+
+
+def task_run_terminate(*, user: User, task_id: str, reason: str) -> ActionResult:
+    return _act(
+        user=user, kind=Kind.TERMINATE, task_ids=[task_id], reason=reason, bulk=False, scope=""
+    )
+
+
+@dataclass(frozen=True)
+class BulkScope:
+    """What a bulk action would touch: shown for confirmation, then acted on."""
+
+    task_ids: list[str]
+    description: str
+    over_cap: bool
+    cap: int
+
+
+def bulk_scope(
+    *, user: User, kind: str, task_ids: Sequence[str] = (), task_filter: TaskFilter | None = None
+) -> BulkScope:
+    """The exact tasks a bulk action would touch. Never everything: a selection or a filter."""
+    if kind not in BULK_KINDS:
+        raise ActionInputError("Bulk actions are retry and cancel.")
+    cap = int(getattr(settings, "TASKTRAIL_BULK_CAP", 1000))
+    hard_cap = int(getattr(settings, "TASKTRAIL_BULK_HARD_CAP", 20_000))
+    limit = hard_cap if user.has_perm(BULK_OVER_CAP) else cap
+    if task_ids:
+        ids = list(dict.fromkeys(task_ids))
+        description = f"{len(ids)} selected task{'s' if len(ids) != 1 else ''}"
+    elif task_filter is not None and not task_filter.is_empty:
+        states = RETRYABLE_STATES if kind == Kind.RETRY else CANCELLABLE_STATES
+        qs = filtered_task_runs(task_filter).filter(state__in=states)
+        ids = list(
+            qs.order_by("-first_seen_at", "-id").values_list("task_id", flat=True)[: limit + 1]
+        )
+        description = f"tasks matching {task_filter.describe()}"
+    else:
+        raise ActionInputError(
+            "Choose tasks or set a filter: a bulk action never runs on everything."
+        )
+    return BulkScope(
+        task_ids=ids[: limit + 1], description=description, over_cap=len(ids) > limit, cap=limit
+    )
+
+
+def task_runs_bulk(
+    *,
+    user: User,
+    kind: str,
+    reason: str,
+    task_ids: Sequence[str] = (),
+    task_filter: TaskFilter | None = None,
+    expected_count: int | None = None,
+) -> ActionResult:
+    """Retry or cancel many tasks; one audit row for the batch, a target row per task."""
+    scope = bulk_scope(user=user, kind=kind, task_ids=task_ids, task_filter=task_filter)
+    if scope.over_cap:
+        raise ActionInputError(
+            f"More than {scope.cap} tasks match; narrow the filter"
+            + ("" if user.has_perm(BULK_OVER_CAP) else " (or ask an admin)")
+            + "."
+        )
+    if expected_count is not None and expected_count != len(scope.task_ids):
+        raise ActionInputError(
+            f"The selection changed since you confirmed ({expected_count} then, "
+            f"{len(scope.task_ids)} now). Review it again."
+        )
+    if not scope.task_ids:
+        raise ActionInputError("No task in this selection can be acted on.")
+    return _act(
+        user=user, kind=kind, task_ids=scope.task_ids, reason=reason, bulk=True,
+        scope=scope.description,
+    )  # fmt: skip
 
 
 def api_token_create(*, user: User, name: str) -> str:

@@ -157,3 +157,6 @@ TASKTRAIL_MAX_ARGS_BYTES = int(os.environ.get("TASKTRAIL_MAX_ARGS_BYTES", str(64
 TASKTRAIL_REDACT_KEYS = env_list(
     "TASKTRAIL_REDACT_KEYS", "password,passwd,token,secret,authorization,api_key,card,cvv"
 )
+# Bulk actions touch at most this many tasks (admins: up to the hard cap).
+TASKTRAIL_BULK_CAP = int(os.environ.get("TASKTRAIL_BULK_CAP", "1000"))
+TASKTRAIL_BULK_HARD_CAP = int(os.environ.get("TASKTRAIL_BULK_HARD_CAP", "20000"))

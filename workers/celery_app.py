@@ -10,7 +10,7 @@ import os
 
 from celery import Celery
 
-from workers import recorder
+from workers import recorder, revocations
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 
@@ -29,6 +29,7 @@ def _install_recorder() -> None:
         stream=settings.TASKTRAIL_STREAM,
         max_args_bytes=settings.TASKTRAIL_MAX_ARGS_BYTES,
     )
+    revocations.install(app, settings.REDIS_URL)
 
 
 _install_recorder()

@@ -1,0 +1,25 @@
+"""The three roles as groups: viewer (read), operator (retry, cancel), admin (terminate, bulk).
+
+Kept in step after every ``migrate`` (post_migrate), so a new permission reaches its roles.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+VIEW: Final = ["view_taskrun", "view_taskattempt", "view_operatoraction"]
+ROLES: Final[dict[str, list[str]]] = {
+    "viewer": VIEW,
+    "operator": [*VIEW, "retry_taskrun", "cancel_taskrun"],
+    "admin": [*VIEW, "retry_taskrun", "cancel_taskrun", "terminate_taskrun", "bulk_over_cap"],
+}
+
+
+def ensure_roles(**_: Any) -> None:
+    from django.contrib.auth.models import Group, Permission
+
+    for name, codenames in ROLES.items():
+        group, _created = Group.objects.get_or_create(name=name)
+        group.permissions.set(
+            Permission.objects.filter(content_type__app_label="dashboard", codename__in=codenames)
+        )

@@ -1,0 +1,253 @@
+"""Operator actions against the real broker and database: state checks, audit, linking."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.db import connection
+
+from dashboard.filters import TaskFilter
+from dashboard.ingest.writer import write_events
+from dashboard.models import OperatorAction, OperatorActionTarget, TaskRun
+from dashboard.services import (
+    ActionInputError,
+    bulk_scope,
+    task_run_cancel,
+    task_run_retry,
+    task_run_terminate,
+    task_runs_bulk,
+)
+from tests.conftest import event, new_task_id
+from workers import revocations
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T0 = 1_750_000_000.0
+
+
+def user_in(role: str) -> User:
+    user = User.objects.create_user(f"{role}-{new_task_id()}")
+    if role != "nobody":
+        user.groups.add(Group.objects.get(name=role))
+    return User.objects.get(pk=user.pk)  # fresh permission cache
+
+
+def failed_invoice(task_id: str | None = None, **fields) -> str:
+    task_id = task_id or new_task_id()
+    published = {
+        "name": "workers.tasks.send_invoice",
+        "queue": "default",
+        "input_id": "1237",
+        "args": "[1237]",
+        "kwargs": '{"email": "a@example.com"}',
+        "published_at": T0,
+        **fields,
+    }
+    write_events(
+        [
+            event("published", task_id, T0, **published),
+            event("failed", task_id, T0 + 1, exc_type="ValueError", exc_message="boom"),
+        ]
+    )
+    return task_id
+
+
+def queued(client, queue="default"):
+    return [json.loads(m) for m in client.lrange(queue, 0, -1)]
+
+
+def test_retry_publishes_same_args_to_the_same_queue_and_links_both_ways(redis_client):
+    operator = user_in("operator")
+    old = failed_invoice()
+    result = task_run_retry(user=operator, task_id=old, reason="template fixed")
+    assert result.refused == {}
+    new = result.new_task_ids[old]
+    [message] = queued(redis_client)
+    assert message["headers"]["id"] == new
+    assert message["headers"]["task"] == "workers.tasks.send_invoice"
+    assert message["headers"]["tasktrail_retry_of"] == old
+    assert TaskRun.objects.get(task_id=old).retried_as == new
+    action = OperatorAction.objects.get()
+    assert (action.kind, action.outcome, action.reason) == ("retry", "done", "template fixed")
+    target = OperatorActionTarget.objects.get()
+    assert (target.task_id, target.new_task_id, target.outcome) == (old, new, "done")
+
+
+def test_second_retry_is_refused_with_a_reason(redis_client):
+    operator = user_in("operator")
+    old = failed_invoice()
+    task_run_retry(user=operator, task_id=old, reason="first")
+    second = task_run_retry(user=operator, task_id=old, reason="second")
+    assert not second.done
+    assert "already retried" in second.refused[old]
+    assert len(queued(redis_client)) == 1
+    assert OperatorAction.objects.filter(outcome="refused").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        (
+            {"args": None, "kwargs": None, "args_dropped": "too large: 70000 bytes"},
+            "arguments were not kept",
+        ),
+        ({"name": "workers.tasks.gone"}, "no task named"),
+    ],
+)
+def test_retry_refusals(redis_client, setup, expected):
+    operator = user_in("operator")
+    task_id = new_task_id()
+    fields = {k: v for k, v in setup.items() if v is not None}
+    failed_invoice(task_id, **fields)
+    if setup.get("args", "") is None:
+        TaskRun.objects.filter(task_id=task_id).update(args=None, kwargs=None)
+    result = task_run_retry(user=operator, task_id=task_id, reason="why not")
+    assert expected in result.refused[task_id]
+    assert queued(redis_client) == []
+
+
+def test_retry_of_a_successful_task_is_refused(redis_client):
+    operator = user_in("operator")
+    task_id = new_task_id()
+    name = "workers.tasks.send_invoice"
+    write_events(
+        [
+            event("published", task_id, T0, name=name, args="[1]", kwargs="{}", published_at=T0),
+            event("succeeded", task_id, T0 + 1),
+        ]
+    )
+    result = task_run_retry(user=operator, task_id=task_id, reason="x")
+    assert "cannot be retried" in result.refused[task_id]
+    assert queued(redis_client) == []
+
+
+def test_viewer_is_refused_and_audited_and_nothing_is_published(redis_client):
+    viewer = user_in("viewer")
+    old = failed_invoice()
+    result = task_run_retry(user=viewer, task_id=old, reason="please")
+    assert not result.permitted
+    assert queued(redis_client) == []
+    assert OperatorAction.objects.get().outcome == "refused"
+    assert TaskRun.objects.get(task_id=old).retried_as is None
+
+
+def test_reason_is_required():
+    operator = user_in("operator")
+    with pytest.raises(ActionInputError, match="reason"):
+        task_run_retry(user=operator, task_id=failed_invoice(), reason="   ")
+
+
+def test_cancel_of_a_queued_task_is_kept_durably(redis_client):
+    operator = user_in("operator")
+    task_id = new_task_id()
+    write_events(
+        [event("published", task_id, T0, name="workers.tasks.send_invoice", published_at=T0)]
+    )
+    result = task_run_cancel(user=operator, task_id=task_id, reason="customer cancelled")
+    assert result.done == [task_id]
+    assert task_id in revocations.remembered(redis_client)
+    assert TaskRun.objects.get(task_id=task_id).cancel_requested_at is not None
+    again = task_run_cancel(user=operator, task_id=task_id, reason="again")
+    assert "already requested" in again.refused[task_id]
+
+
+def test_cancel_of_a_running_task_is_refused(redis_client):
+    operator = user_in("operator")
+    task_id = new_task_id()
+    write_events([event("started", task_id, T0, retries=0)])
+    assert (
+        "cannot be cancelled"
+        in task_run_cancel(user=operator, task_id=task_id, reason="x").refused[task_id]
+    )
+
+
+def test_terminate_needs_its_own_permission(redis_client):
+    task_id = new_task_id()
+    write_events([event("started", task_id, T0, retries=0)])
+    assert not task_run_terminate(
+        user=user_in("operator"), task_id=task_id, reason="hung"
+    ).permitted
+    assert task_run_terminate(user=user_in("admin"), task_id=task_id, reason="hung").done == [
+        task_id
+    ]
+
+
+def test_bulk_retry_on_a_filter_one_audit_row_and_a_target_per_task(redis_client):
+    operator = user_in("operator")
+    ids = [failed_invoice() for _ in range(3)]
+    flt = TaskFilter(states=("FAILURE",), name="workers.tasks.send_invoice")
+    scope = bulk_scope(user=operator, kind="retry", task_filter=flt)
+    assert sorted(scope.task_ids) == sorted(ids)
+    result = task_runs_bulk(user=operator, kind="retry", reason="fixed", task_filter=flt,
+                            expected_count=3)  # fmt: skip
+    assert sorted(result.done) == sorted(ids)
+    assert len(queued(redis_client)) == 3
+    action = OperatorAction.objects.get()
+    assert (action.bulk, action.target_count, action.outcome) == (True, 3, "done")
+    assert "FAILURE" in action.scope
+
+
+def test_bulk_never_runs_on_an_empty_filter():
+    with pytest.raises(ActionInputError, match="never runs on everything"):
+        bulk_scope(user=user_in("operator"), kind="retry", task_filter=TaskFilter())
+
+
+def test_bulk_over_the_cap_is_refused_for_operators_and_allowed_for_admins(settings, redis_client):
+    settings.TASKTRAIL_BULK_CAP = 2
+    ids = [failed_invoice() for _ in range(3)]
+    flt = TaskFilter(states=("FAILURE",))
+    with pytest.raises(ActionInputError, match="More than 2"):
+        task_runs_bulk(user=user_in("operator"), kind="retry", reason="x", task_filter=flt)
+    result = task_runs_bulk(user=user_in("admin"), kind="retry", reason="x", task_filter=flt)
+    assert sorted(result.done) == sorted(ids)
+
+
+def test_bulk_refuses_when_the_selection_changed_since_confirmation(redis_client):
+    operator = user_in("operator")
+    failed_invoice()
+    with pytest.raises(ActionInputError, match="changed"):
+        task_runs_bulk(user=operator, kind="retry", reason="x",
+                       task_filter=TaskFilter(states=("FAILURE",)), expected_count=5)  # fmt: skip
+
+
+def test_failed_publish_releases_the_claim_and_is_audited(redis_client, settings, monkeypatch):
+    from workers import control
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(control, "publish_retry", broker_down)  # a broker outage on demand
+    operator = user_in("operator")
+    old = failed_invoice()
+    task_run_retry(user=operator, task_id=old, reason="x")
+    action = OperatorAction.objects.get()
+    assert action.outcome == "failed" and "broker unreachable" in action.message
+    assert TaskRun.objects.get(task_id=old).retried_as is None  # can be retried again
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locking race needs PostgreSQL")
+def test_two_operators_retrying_at_once_publish_exactly_one_task(redis_client):
+    old = failed_invoice()
+    users = [user_in("operator"), user_in("operator")]
+    barrier = threading.Barrier(2)
+    results = []
+
+    def retry(user):
+        barrier.wait()
+        try:
+            results.append(task_run_retry(user=user, task_id=old, reason="race"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=retry, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(len(r.done) for r in results) == [0, 1]
+    assert len(queued(redis_client)) == 1
+    assert OperatorAction.objects.filter(outcome="done").count() == 1
+    assert OperatorAction.objects.filter(outcome="refused").count() == 1
