@@ -27,6 +27,11 @@ class TaskState(models.TextChoices):
     REJECTED = merge.REJECTED, "Rejected"
 
 
+RETRYABLE_STATES = (TaskState.FAILURE, TaskState.REVOKED, TaskState.REJECTED)
+CANCELLABLE_STATES = (TaskState.PENDING, TaskState.RECEIVED, TaskState.RETRY)
+TERMINABLE_STATES = (TaskState.STARTED,)
+
+
 class TaskRun(models.Model):
     task_id = models.CharField("task id", max_length=255, unique=True)
     # null until an event naming them arrives (events can come in any order)
@@ -132,6 +137,18 @@ class TaskRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in merge.TERMINAL_STATES
+
+    @property
+    def can_be_retried(self) -> bool:
+        return self.state in RETRYABLE_STATES and not self.retried_as and self.args is not None
+
+    @property
+    def can_be_cancelled(self) -> bool:
+        return self.state in CANCELLABLE_STATES and not self.cancel_requested_at
+
+    @property
+    def can_be_terminated(self) -> bool:
+        return self.state in TERMINABLE_STATES and not self.terminate_requested_at
 
 
 class TaskAttempt(models.Model):

@@ -22,7 +22,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from dashboard.filters import TaskFilter
-from dashboard.models import ApiToken, OperatorAction, OperatorActionTarget, TaskRun, TaskState
+from dashboard.models import (
+    CANCELLABLE_STATES,
+    RETRYABLE_STATES,
+    TERMINABLE_STATES,
+    ApiToken,
+    OperatorAction,
+    OperatorActionTarget,
+    TaskRun,
+)
 from dashboard.selectors.tasks import filtered_task_runs
 
 logger = logging.getLogger("tasktrail.actions")
@@ -30,9 +38,6 @@ logger = logging.getLogger("tasktrail.actions")
 Kind = OperatorAction.Kind
 Outcome = OperatorAction.Outcome
 
-RETRYABLE_STATES: Final = (TaskState.FAILURE, TaskState.REVOKED, TaskState.REJECTED)
-CANCELLABLE_STATES: Final = (TaskState.PENDING, TaskState.RECEIVED, TaskState.RETRY)
-TERMINABLE_STATES: Final = (TaskState.STARTED,)
 PERMISSIONS: Final = {
     Kind.RETRY: "dashboard.retry_taskrun",
     Kind.CANCEL: "dashboard.cancel_taskrun",

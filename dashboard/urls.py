@@ -2,13 +2,17 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard.views import api, pages
+from dashboard.views import actions, api, pages
 
 urlpatterns = [
     path("", pages.overview_page, name="overview"),
     path("tasks/", pages.task_list_page, name="tasks"),
     path("tasks/stats/", pages.task_stats_page, name="task-stats"),
+    path("tasks/bulk/", actions.bulk_confirm, name="bulk-confirm"),
+    path("tasks/bulk/run", actions.bulk_action, name="bulk-action"),
     path("tasks/<str:task_id>/", pages.task_detail_page, name="task-detail"),
+    path("tasks/<str:task_id>/<str:kind>", actions.task_action, name="task-action"),
+    path("audit/", actions.audit_page, name="audit"),
     path("queues/", pages.queues_page, name="queues"),
     path("api/tasks", api.api_tasks, name="api-tasks"),
     path("api/tasks/<str:task_id>", api.api_task, name="api-task"),

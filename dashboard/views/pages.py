@@ -13,6 +13,7 @@ from django_htmx.middleware import HtmxDetails
 from dashboard.filters import WINDOWS, FilterError, parse_task_filter
 from dashboard.models import TaskState
 from dashboard.pagination import Cursor
+from dashboard.selectors.actions import actions_on_task
 from dashboard.selectors.queues import queue_overview
 from dashboard.selectors.system import monitor_status
 from dashboard.selectors.tasks import overview, task_detail, task_list, task_type_stats
@@ -74,7 +75,12 @@ def task_detail_page(request: HtmxHttpRequest, task_id: str) -> HttpResponse:
     detail = task_detail(task_id=task_id)
     if detail is None:
         raise Http404("No task with this id has been recorded.")
-    context = {"detail": detail, "task": detail.task, "now": timezone.now()}
+    context = {
+        "detail": detail,
+        "task": detail.task,
+        "now": timezone.now(),
+        "actions": actions_on_task(task_id=task_id),
+    }
     if request.htmx:
         response = render(request, "dashboard/partials/task_story.html", context)
         if detail.task.is_finished:

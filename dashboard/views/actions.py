@@ -1,0 +1,153 @@
+"""Operator actions over HTTP: POST only, CSRF, a reason every time, checks in the service.
+
+A permission check here would hide refusals from the audit, so views pass every logged-in
+request to the service, which refuses and records; the view turns a refusal into 403.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from dashboard.filters import FilterError, TaskFilter, parse_task_filter
+from dashboard.models import OperatorAction
+from dashboard.selectors.actions import actions_on_task, audit_log
+from dashboard.selectors.tasks import task_detail
+from dashboard.services import (
+    ActionInputError,
+    ActionResult,
+    bulk_scope,
+    task_run_cancel,
+    task_run_retry,
+    task_run_terminate,
+    task_runs_bulk,
+)
+from dashboard.views.access import viewer_required
+from dashboard.views.pages import HtmxHttpRequest
+
+SINGLE_ACTIONS = {
+    "retry": task_run_retry,
+    "cancel": task_run_cancel,
+    "terminate": task_run_terminate,
+}
+
+
+def _respond(request: HtmxHttpRequest, task_id: str, result: ActionResult | None,
+             error: str | None) -> HttpResponse:  # fmt: skip
+    if error:
+        messages.error(request, error)
+    elif result is not None:
+        level = messages.SUCCESS if result.done else messages.WARNING
+        messages.add_message(request, level, result.message)
+    status = 403 if result is not None and not result.permitted else (400 if error else 200)
+    if request.htmx:
+        detail = task_detail(task_id=task_id)
+        context = {
+            "detail": detail,
+            "task": detail.task if detail else None,
+            "actions": actions_on_task(task_id=task_id),
+        }
+        return render(request, "dashboard/partials/task_actions.html", context, status=status)
+    if status == 403:
+        return render(
+            request, "403.html", {"message": result.message if result else ""}, status=403
+        )
+    return redirect(reverse("task-detail", args=[task_id]))
+
+
+@require_POST
+@login_required
+def task_action(request: HtmxHttpRequest, task_id: str, kind: str) -> HttpResponse:
+    action = SINGLE_ACTIONS.get(kind)
+    if action is None:
+        return HttpResponse("Unknown action.", status=404)
+    reason = request.POST.get("reason", "")
+    if kind == "terminate" and request.POST.get("confirm", "").strip() != "TERMINATE":
+        return _respond(
+            request, task_id, None, "Type TERMINATE to confirm stopping a running task."
+        )
+    try:
+        result = action(user=request.user, task_id=task_id, reason=reason)  # type: ignore[arg-type]
+    except ActionInputError as exc:
+        return _respond(request, task_id, None, str(exc))
+    return _respond(request, task_id, result, None)
+
+
+def _bulk_inputs(
+    request: HtmxHttpRequest, data: QueryDict
+) -> tuple[str, list[str], TaskFilter | None]:
+    kind = data.get("action", "")
+    ids = [i for i in data.getlist("task_id") if i][:20_000]
+    task_filter = None if ids else parse_task_filter(data)
+    return kind, ids, task_filter
+
+
+@require_GET
+@viewer_required
+def bulk_confirm(request: HtmxHttpRequest) -> HttpResponse:
+    """The confirmation step: the exact count, the filter in words, a reason to type."""
+    try:
+        kind, ids, task_filter = _bulk_inputs(request, request.GET)
+        scope = bulk_scope(user=request.user, kind=kind, task_ids=ids, task_filter=task_filter)  # type: ignore[arg-type]
+    except (ActionInputError, FilterError) as exc:
+        return render(request, "dashboard/bad_request.html", {"message": str(exc)}, status=400)
+    permission = "dashboard.retry_taskrun" if kind == "retry" else "dashboard.cancel_taskrun"
+    return render(
+        request,
+        "dashboard/bulk_confirm.html",
+        {
+            "kind": kind,
+            "scope": scope,
+            "ids": ids,
+            "filter": task_filter,
+            "allowed": request.user.has_perm(permission),
+        },
+    )
+
+
+@require_POST
+@login_required
+def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
+    try:
+        kind, ids, task_filter = _bulk_inputs(request, request.POST)
+        expected = request.POST.get("expected_count", "")
+        result = task_runs_bulk(
+            user=request.user,  # type: ignore[arg-type]
+            kind=kind,
+            reason=request.POST.get("reason", ""),
+            task_ids=ids,
+            task_filter=task_filter,
+            expected_count=int(expected) if expected.isdigit() else None,
+        )
+    except (ActionInputError, FilterError) as exc:
+        return render(request, "dashboard/bad_request.html", {"message": str(exc)}, status=400)
+    if not result.permitted:
+        return render(request, "403.html", {"message": result.message}, status=403)
+    messages.add_message(
+        request, messages.SUCCESS if result.done else messages.WARNING, result.message
+    )
+    return redirect(f"{reverse('audit')}?action_id={result.action.pk}")
+
+
+@require_GET
+@viewer_required
+def audit_page(request: HtmxHttpRequest) -> HttpResponse:
+    kind = request.GET.get("kind", "")
+    if kind and kind not in OperatorAction.Kind.values:
+        return render(
+            request, "dashboard/bad_request.html", {"message": "Unknown action kind."}, status=400
+        )
+    username = (request.GET.get("user") or "")[:150]
+    before = request.GET.get("before", "")
+    page = audit_log(
+        username=username, kind=kind, before_id=int(before) if before.isdigit() else None
+    )
+    return render(
+        request,
+        "dashboard/audit.html",
+        {"page": page, "kind": kind, "username": username, "kinds": OperatorAction.Kind.choices},
+    )
