@@ -202,6 +202,11 @@ def _error_of(event: Event) -> tuple[str | None, str | None]:
     return event.get("exc_type"), event.get("exc_message")
 
 
+def _waits_for_eta(event: Event) -> bool:
+    eta = event.get("eta")
+    return eta is not None and float(eta) > float(event["ts"])
+
+
 def task_patch(event: Event) -> Patch:
     """The row columns one event knows, with the keys that order it against other events."""
     kind = event["kind"]
@@ -244,6 +249,9 @@ def task_patch(event: Event) -> Patch:
     elif kind == "retried":
         patch["retries"] = attempt + 1
         key = state_key(terminal=False, attempt=attempt + 1, rank=_STEP["published"])
+    elif kind == "received" and _waits_for_eta(event):
+        # A worker holds ETA/countdown messages until they are due: still waiting to run.
+        key = state_key(terminal=False, attempt=attempt, rank=_STEP["published"])
     else:
         key = state_key(terminal=False, attempt=attempt, rank=_STEP[kind])
     patch["state_key"] = key
@@ -263,6 +271,8 @@ def task_patch(event: Event) -> Patch:
         patch["error_key"] = key
         patch["exc_type"] = exc_type
         patch["exc_message"] = exc_message
+    elif kind == "succeeded":
+        patch["error_key"] = key  # a success clears the row's error (attempts keep theirs)
     return {k: v for k, v in patch.items() if v is not None}
 
 

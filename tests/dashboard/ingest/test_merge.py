@@ -174,3 +174,31 @@ def test_join_is_idempotent_for_attempt_rules():
 def test_task_patch_leaves_out_unknown_values():
     patch = task_patch(event("received", "x", T0))
     assert "name" not in patch and "worker" not in patch
+
+
+def test_received_while_waiting_for_a_retry_countdown_shows_retry():
+    events = [
+        event("started", "x", T0, retries=0),
+        event("retried", "x", T0 + 1, retries=0, exc_type="E", exc_message="boom"),
+        event("received", "x", T0 + 1.1, retries=1, eta=T0 + 5, hostname="w1"),
+    ]
+    assert final(events)["state"] == RETRY
+    events.append(event("started", "x", T0 + 5, retries=1))
+    assert final(events)["state"] == STARTED
+
+
+def test_countdown_task_waits_as_pending_until_it_starts():
+    events = [event("received", "x", T0, retries=0, eta=T0 + 60, hostname="w1")]
+    assert final(events)["state"] == PENDING
+
+
+def test_success_after_a_retry_clears_the_row_error_but_not_the_attempts():
+    events = [
+        event("started", "x", T0, retries=0),
+        event("retried", "x", T0 + 1, retries=0, exc_type="Timeout", exc_message="slow"),
+        event("started", "x", T0 + 2, retries=1),
+        event("succeeded", "x", T0 + 3, retries=1),
+    ]
+    folded = fold(events)
+    assert "exc_type" not in folded.tasks["x"] and "exc_message" not in folded.tasks["x"]
+    assert folded.attempts[("x", 0)]["exc_message"] == "slow"
