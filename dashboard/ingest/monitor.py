@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import redis
@@ -40,6 +40,13 @@ class MonitorStats:
     started_at: float = field(default_factory=time.time)
 
 
+@dataclass
+class PeriodicJob:
+    every: float
+    job: Callable[[], None]
+    last_run: float = 0.0
+
+
 class Monitor:
     def __init__(
         self,
@@ -49,6 +56,7 @@ class Monitor:
         block_ms: int = 1000,
         max_backoff: float = 10.0,
         heartbeat_every: float = 2.0,
+        periodic: Sequence[tuple[float, Callable[[], None]]] = (),
     ) -> None:
         self.consumer = consumer
         self.batch_entries = batch_entries
@@ -58,6 +66,8 @@ class Monitor:
         self.stats = MonitorStats()
         self._stopping = threading.Event()
         self._last_heartbeat = 0.0
+        # (every seconds, job): checks that run inside the monitor's loop (queue alerts, …)
+        self._periodic = [PeriodicJob(every, job) for every, job in periodic]
 
     def stop(self) -> None:
         self._stopping.set()
@@ -82,6 +92,7 @@ class Monitor:
             elif drain and entries is not None:
                 break
             self._maybe_heartbeat()
+            self._run_periodic()
         self._maybe_heartbeat(force=True)
         return self.stats
 
@@ -161,6 +172,18 @@ class Monitor:
             if self._stopping.wait(backoff):
                 return None
             backoff = min(self.max_backoff, backoff * 2)
+
+    def _run_periodic(self) -> None:
+        now = time.monotonic()
+        for periodic in self._periodic:
+            if now - periodic.last_run < periodic.every:
+                continue
+            periodic.last_run = now
+            try:
+                periodic.job()
+            except Exception:  # a failing check must not stop ingestion
+                logger.exception("periodic job %s failed", getattr(periodic.job, "__name__", "?"))
+                connection.close()
 
     def _maybe_heartbeat(self, force: bool = False) -> None:
         now = time.time()

@@ -132,3 +132,20 @@ def test_batch_the_writer_cannot_store_is_split_and_only_the_culprit_set_aside(
     assert TaskRun.objects.filter(task_id=good).exists()
     assert not TaskRun.objects.filter(task_id=bad).exists()
     assert redis_client.xlen(settings.TASKTRAIL_STREAM + ":dead") == 4
+
+
+def test_periodic_jobs_run_in_the_loop_and_a_failing_one_does_not_stop_it(redis_client):
+    calls: list[str] = []
+
+    def broken() -> None:
+        calls.append("broken")
+        raise RuntimeError("check exploded")
+
+    monitor = Monitor(
+        StreamConsumer(redis_client, settings.TASKTRAIL_STREAM, consumer="p"),
+        periodic=[(0.0, lambda: calls.append("ok")), (0.0, broken)],
+    )
+    redis_client.xadd(settings.TASKTRAIL_STREAM, encode_batch(story_success(new_task_id())))
+    stats = monitor.run(drain=True)
+    assert stats.events == 4
+    assert "ok" in calls and "broken" in calls
