@@ -171,10 +171,11 @@ def validate_event(item: object) -> str | None:
     ts: Any = item.get("ts")
     if not _is_number(ts) or not _MIN_TS <= ts < _MAX_TS:
         return f"ts {ts!r} is not a plausible Unix time"
-    for key, (types, limit) in FIELDS.items():
-        value: Any = item.get(key)
-        if value is None:
-            continue
+    for key, value in item.items():
+        spec = FIELDS.get(key)
+        if spec is None or value is None:
+            continue  # unknown fields are ignored; absent ones are fine
+        types, limit = spec
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             return f"field {key!r} has type {type(value).__name__}"
         if isinstance(value, float) and not math.isfinite(value):

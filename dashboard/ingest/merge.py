@@ -166,19 +166,55 @@ def _join_value(rule: Rule, a: Any, b: Any) -> Any:
     return a if a >= b else b
 
 
+@dataclass(frozen=True)
+class _Plan:
+    simple: dict[str, Rule]  # MIN / MAX columns
+    groups: dict[str, tuple[str, ...]]  # key column -> the columns that follow it
+
+
+_plans: dict[int, _Plan] = {}
+
+
+def _plan(rules: Mapping[str, Rule]) -> _Plan:
+    plan = _plans.get(id(rules))
+    if plan is None:
+        groups: dict[str, list[str]] = {}
+        for column, rule in rules.items():
+            if rule.kind == "latest":
+                assert rule.key is not None
+                groups.setdefault(rule.key, []).append(column)
+        simple = {c: r for c, r in rules.items() if r.kind != "latest"}
+        plan = _plans[id(rules)] = _Plan(simple, {k: tuple(v) for k, v in groups.items()})
+    return plan
+
+
 def join(rules: Mapping[str, Rule], left: Patch, right: Patch) -> Patch:
-    """The join of two patches under ``rules``; either side may lack columns (null)."""
-    out: Patch = {}
-    for column, rule in rules.items():
-        a, b = left.get(column), right.get(column)
-        if rule.kind == "latest":
-            assert rule.key is not None
-            ka, kb = left.get(rule.key, NO_KEY), right.get(rule.key, NO_KEY)
-            value = (a if ka > kb else b) if ka != kb else _join_value(MAX, a, b)
-        else:
-            value = _join_value(rule, a, b)
-        if value is not None:
-            out[column] = value
+    """The join of two patches under ``rules``; either side may lack columns (null).
+
+    Walks only the columns ``right`` has (events are sparse): this runs once per event.
+    """
+    plan = _plan(rules)
+    out: Patch = {c: v for c, v in left.items() if c in rules}
+    for column, value in right.items():
+        rule = plan.simple.get(column)
+        if rule is not None:
+            joined = _join_value(rule, out.get(column), value)
+            if joined is not None:
+                out[column] = joined
+    for key, columns in plan.groups.items():
+        ka, kb = left.get(key, NO_KEY), right.get(key, NO_KEY)
+        if kb > ka:  # right's group wins whole, its nulls included
+            for column in columns:
+                value = right.get(column)
+                if value is None:
+                    out.pop(column, None)
+                else:
+                    out[column] = value
+        elif kb == ka:
+            for column in columns:
+                joined = _join_value(MAX, left.get(column), right.get(column))
+                if joined is not None:
+                    out[column] = joined
     return out
 
 

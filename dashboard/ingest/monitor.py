@@ -56,6 +56,7 @@ class Monitor:
         block_ms: int = 1000,
         max_backoff: float = 10.0,
         heartbeat_every: float = 2.0,
+        min_batch_interval: float = 0.25,
         periodic: Sequence[tuple[float, Callable[[], None]]] = (),
     ) -> None:
         self.consumer = consumer
@@ -63,6 +64,9 @@ class Monitor:
         self.block_ms = block_ms
         self.max_backoff = max_backoff
         self.heartbeat_every = heartbeat_every
+        # A batch that did not fill up waits this long before the next read, so events from many
+        # workers arrive together: a few larger writes cost less than many tiny ones.
+        self.min_batch_interval = min_batch_interval
         self.stats = MonitorStats()
         self._stopping = threading.Event()
         self._last_heartbeat = 0.0
@@ -84,11 +88,14 @@ class Monitor:
             self.consumer.claim_idle_ms = 0  # take over whatever another monitor left pending
         self._call_redis(self.consumer.ensure_group)
         while not self.stopping:
+            started = time.monotonic()
             entries = self._call_redis(
                 lambda: self.consumer.read(self.batch_entries, None if drain else self.block_ms)
             )
             if entries:
                 self.process(entries)
+                if not drain and len(entries) < self.batch_entries:
+                    self._stopping.wait(self.min_batch_interval - (time.monotonic() - started))
             elif drain and entries is not None:
                 break
             self._maybe_heartbeat()
