@@ -72,8 +72,9 @@ def upsert(
             # row count (psycopg parses every placeholder of a query in Python; 35,000 of them
             # cost more than the write itself).
             casts = ", ".join(f"%s::{fields[c].db_type(connection)}[]" for c in columns)
-            sql = (  # noqa: S608 - identifiers from the model, quoted; values are parameters
-                f"INSERT INTO {table} ({column_sql}) SELECT * FROM unnest({casts}) "
+            # identifiers come from the model and are quoted; every value is a parameter
+            sql = (
+                f"INSERT INTO {table} ({column_sql}) SELECT * FROM unnest({casts}) "  # noqa: S608
                 f"ON CONFLICT ({conflict_sql}) DO UPDATE SET {updates}"
             )
             for start in range(0, len(table_rows), 5000):
@@ -94,8 +95,8 @@ def upsert(
                     if isinstance(values[i], dt.datetime):
                         values[i] = adapt(values[i])
                 params.extend(values)
-            sql = (  # noqa: S608 - identifiers from the model, quoted; values are parameters
-                f"INSERT INTO {table} ({column_sql}) VALUES "
+            sql = (
+                f"INSERT INTO {table} ({column_sql}) VALUES "  # noqa: S608
                 + ", ".join([row_sql] * len(part))
                 + f" ON CONFLICT ({conflict_sql}) DO UPDATE SET {updates}"
             )
