@@ -103,12 +103,20 @@ def make_event(kind: Kind, task_id: str, ts: float, **fields: Any) -> Event:
         if value is None:
             continue
         if isinstance(value, str):
-            value = clean_text(value)
+            if key in _FREE_TEXT:
+                value = clean_text(value)
             limit = FIELDS[key][1]
-            if limit is not None:
+            if limit is not None and len(value) > limit:
                 value = clip(value, limit)
         event[key] = value
     return event
+
+
+# Text a task's code or arguments produce, which may hold anything; ids and names come from
+# Celery and are checked by the monitor instead (this runs in every task's hot path).
+_FREE_TEXT: Final = frozenset(
+    {"input_id", "args", "kwargs", "args_dropped", "exc_type", "exc_message", "traceback"}
+)
 
 
 def encode_batch(events: Sequence[Event]) -> dict[bytes, bytes]:

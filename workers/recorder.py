@@ -225,11 +225,21 @@ def on_received(recorder: Recorder, sender: Any = None, request: Any = None, **_
     if request is None:
         return
     info = getattr(request, "request_dict", None) or {}
+    eta = _timestamp(info.get("eta"))
+    if PUBLISHED_HEADER in info:
+        # The publisher's event already says everything else about the message.
+        recorder.emit(
+            "received",
+            request.id,
+            time.time(),
+            retries=info.get("retries") or 0,
+            hostname=request.hostname,
+            eta=eta,
+        )
+        return
+    # Published by a process without the recorder: take what the worker knows.
     delivery = getattr(request, "delivery_info", None) or {}
-    fields: dict[str, Any] = {}
-    if PUBLISHED_HEADER not in info:
-        # Published by a process without the recorder: take what the worker knows.
-        fields = _args_fields(recorder, request.name, request.args, request.kwargs)
+    fields = _args_fields(recorder, request.name, request.args, request.kwargs)
     recorder.emit(
         "received",
         request.id,
@@ -238,14 +248,13 @@ def on_received(recorder: Recorder, sender: Any = None, request: Any = None, **_
         queue=delivery.get("routing_key"),
         retries=info.get("retries") or 0,
         hostname=request.hostname,
-        eta=_timestamp(info.get("eta")),
+        eta=eta,
         expires=_timestamp(info.get("expires")),
         parent_id=info.get("parent_id"),
         root_id=info.get("root_id"),
         group_id=info.get("group"),
         traceparent=info.get("traceparent"),
-        published_at=info.get(PUBLISHED_HEADER),
-        **({"input_id": info.get(INPUT_ID_HEADER)} | fields),
+        **fields,
     )
 
 

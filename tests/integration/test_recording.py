@@ -80,11 +80,13 @@ def test_autoretry_with_backoff_then_success(worker, redis_client):
 
 def test_revoke_of_a_queued_task(worker, redis_client):
     result = itasks.nap.apply_async(("R-1", 0), countdown=3)
+    # a worker holds the countdown message: received, still waiting (PENDING) until it is due
     wait_until(
         redis_client,
-        lambda: TaskRun.objects.filter(task_id=result.id, state="RECEIVED").exists(),
+        lambda: TaskRun.objects.filter(task_id=result.id, received_at__isnull=False).exists(),
         what="received",
     )
+    assert TaskRun.objects.get(task_id=result.id).state == "PENDING"
     app.control.revoke(result.id)
     row = wait_until(redis_client, finished(result.id), what="revoked row")
     assert row.state == "REVOKED"
@@ -153,3 +155,27 @@ def test_recorder_redis_unreachable_task_still_succeeds_and_loss_is_counted(
     isolated.stop()
     assert "cannot write to" in isolated.log
     assert "events lost at shutdown (Redis unreachable)" in isolated.log
+
+
+def test_task_published_by_a_process_without_the_recorder(worker, redis_client):
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    code = (
+        "import sys; from celery import Celery; "
+        "app = Celery('plain', broker=sys.argv[1]); "
+        "print(app.send_task('workers.tasks.send_invoice', args=[4321], queue='default').id)"
+    )
+    task_id = subprocess.run(
+        [sys.executable, "-c", code, settings.REDIS_URL], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    row = wait_until(redis_client, finished(task_id), what="row of a plainly published task")
+    assert (row.state, row.name, row.queue, row.input_id) == (
+        "SUCCESS",
+        "workers.tasks.send_invoice",
+        "default",
+        "4321",
+    )
+    assert row.args == "[4321]" and row.published_at is None
