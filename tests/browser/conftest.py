@@ -31,9 +31,6 @@ CHROMIUM_ARGS = [
 # Every wait in the browser is bounded: a broken page fails in seconds, not at the suite timeout.
 WAIT_MS = 15_000
 PASSWORD = "pw-browser-viewer-123"  # a test-only password for a user made in the test database
-# Chromium asks for /favicon.ico by itself and the pages declare no icon: a 404 and a console
-# error on the first page of every context. Known (see test_favicon); not counted elsewhere.
-FAVICON = "/favicon.ico"
 NO_PLAYWRIGHT = "browser tests need the playwright package: pip install -e '.[dev]'"
 
 
@@ -57,9 +54,10 @@ def _async_unsafe_allowed() -> Iterator[None]:
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         pytest.skip(NO_PLAYWRIGHT)
+    expect.set_options(timeout=WAIT_MS)
     if not CHROMIUM.exists():
         pytest.skip(
             f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium); "
@@ -112,11 +110,11 @@ def page(browser: Any, live_server: Any, watch: PageWatch) -> Iterator[Any]:
         dialog.dismiss()
 
     def on_console(message: Any) -> None:
-        if message.type == "error" and not message.location.get("url", "").endswith(FAVICON):
+        if message.type == "error":
             watch.console_errors.append(f"{message.text} ({message.location.get('url', '')})")
 
     def on_response(response: Any) -> None:
-        if response.status >= 400 and not response.url.endswith(FAVICON):
+        if response.status >= 400:
             watch.failed_responses.append(f"{response.status} {response.url}")
 
     tab.on("dialog", on_dialog)

@@ -117,3 +117,12 @@ def test_search_from_the_header_then_open_the_failed_task(page, watch, viewer):
     assert page.locator("main img").count() == 0
     page.wait_for_timeout(300)  # an onerror handler would fire right after the image fails
     assert watch.dialogs == []
+
+
+def test_pages_declare_an_icon_or_serve_favicon_ico(page, live_server):
+    """Chromium otherwise logs a 404 console error for /favicon.ico (once per browser, so this
+    checks the cause rather than waiting for that message)."""
+    page.goto("/accounts/login/")
+    declared = page.locator("link[rel~='icon']").count() > 0
+    served = page.request.get("/favicon.ico").ok
+    assert declared or served, "no <link rel=icon> and /favicon.ico is not found"
