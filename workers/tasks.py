@@ -49,9 +49,10 @@ def book_shipment(self: Task, shipment_id: str, fail_times: int = 1) -> str:
     return f"shipment {shipment_id} booked"
 
 
-@shared_task(bind=True, max_retries=2, tasktrail_input_id="payment_id")
+# Charging twice is worse than not charging: operators may not re-run it from the dashboard.
+@shared_task(bind=True, max_retries=2, tasktrail_input_id="payment_id", tasktrail_retryable=False)
 def charge_card(self: Task, payment_id: str, amount_cents: int, card_token: str = "") -> str:
-    """Declined payments retry twice with a countdown, then fail for good."""
+    """Declined payments retry twice with a countdown (Celery's own retry), then fail for good."""
     if payment_id.endswith("X"):
         try:
             raise PaymentDeclined(f"card declined for payment {payment_id}")

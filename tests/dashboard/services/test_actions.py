@@ -251,3 +251,11 @@ def test_two_operators_retrying_at_once_publish_exactly_one_task(redis_client):
     assert len(queued(redis_client)) == 1
     assert OperatorAction.objects.filter(outcome="done").count() == 1
     assert OperatorAction.objects.filter(outcome="refused").count() == 1
+
+
+def test_a_task_that_opts_out_is_never_retried_by_an_operator(redis_client):
+    operator = user_in("operator")
+    task_id = failed_invoice(name="workers.tasks.charge_card", args='["PAY-1X", 100]')
+    result = task_run_retry(user=operator, task_id=task_id, reason="customer asked")
+    assert "opts out" in result.refused[task_id]
+    assert queued(redis_client) == []
