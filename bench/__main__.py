@@ -1,0 +1,201 @@
+"""``python -m bench``: run the benchmarks, print the report, write ``bench/results/latest.md``.
+
+Progress goes to stderr, the report to stdout. Every child process is stopped and every key the run
+created is deleted on the way out, also after a failure, Ctrl-C or SIGTERM. A section that fails is
+reported as failed and the next one still runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shlex
+import shutil
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Final
+
+RESULTS_DIR: Final = Path(__file__).resolve().parent / "results"
+SECTIONS: Final = ("worker", "ingest", "publish")
+QUICK: Final = {"tasks": 600, "rounds": 1, "events": 5_000, "publish_calls": 300}
+DEFAULTS: Final = {"tasks": 3_000, "rounds": 3, "events": 50_000, "publish_calls": 2_000}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    from bench.worker_overhead import VARIANTS
+
+    names = (*SECTIONS, *VARIANTS)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="tasktrail benchmarks: worker overhead, monitor ingest, publish cost.",
+    )
+    parser.add_argument("--tasks", type=int, help="N tasks per worker measurement (default 3000).")
+    parser.add_argument("--rounds", type=int, help="Rounds per section (default 3).")
+    parser.add_argument("--events", type=int, help="E events for the ingest (default 50,000).")
+    parser.add_argument(
+        "--publish-calls", type=int, help="Timed apply_async calls per process (default 2000)."
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="Smoke run: " + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in QUICK.items()),
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"Run only these (repeat or comma-separate): {', '.join(names)}. 'worker' runs "
+        "section 1's default variants (all but the diagnostic recorder-alone); a variant name "
+        "runs that variant and plain Celery, the reference.",
+    )
+    options = parser.parse_args(argv)
+    fallback = QUICK if options.quick else DEFAULTS
+    for name, value in fallback.items():
+        if getattr(options, name) is None:
+            setattr(options, name, value)
+    only = {name.strip() for item in options.only for name in item.split(",") if name.strip()}
+    unknown = only - set(names)
+    if unknown:
+        parser.error(
+            f"--only: unknown {', '.join(sorted(unknown))} (choose from {', '.join(names)})"
+        )
+    options.only = only
+    if options.tasks <= 200:
+        parser.error("--tasks must be more than 200 (the first 200 completions are a warm-up)")
+    if min(options.rounds, options.events, options.publish_calls) < 1:
+        parser.error("--rounds, --events and --publish-calls must be positive")
+    return options
+
+
+def selected(only: set[str]) -> tuple[list[str], bool, bool]:
+    """Worker variants to run, whether to run the ingest, whether to run the publish cost."""
+    from bench.worker_overhead import DEFAULT_VARIANTS, VARIANTS
+
+    if not only:
+        return list(DEFAULT_VARIANTS), True, True
+    variants = [v for v in VARIANTS if ("worker" in only and v in DEFAULT_VARIANTS) or v in only]
+    if variants and "plain" not in variants:
+        variants.insert(0, "plain")
+    return variants, "ingest" in only, "publish" in only
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str]) -> int:
+    options = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    variants, run_ingest, run_publish = selected(options.only)
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    import django
+
+    django.setup()  # starts the embedded Valkey when REDIS_URL is not set
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from bench import ingest, machine, publish_cost, worker_overhead
+    from bench.context import Bench
+    from bench.report import Header, Report
+
+    log("database: applying migrations if any are missing")
+    call_command("migrate", interactive=False, verbosity=0)
+
+    log_dir = RESULTS_DIR / "logs"
+    shutil.rmtree(log_dir, ignore_errors=True)
+    log_dir.mkdir(parents=True)
+    bench = Bench(settings.REDIS_URL, settings.DATABASE_URL, log_dir)
+    started = time.monotonic()
+    header = Header(
+        when=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        command=shlex.join(["python", "-m", "bench", *argv]),
+        cpu=machine.cpu(),
+        system=machine.system(),
+        python=machine.python(),
+        code=machine.code_version(RESULTS_DIR.parent.parent),
+        database=machine.database(),
+        database_url=machine.safe_url(settings.DATABASE_URL),
+        redis=machine.redis_server(bench.client),
+        redis_url=machine.safe_url(settings.REDIS_URL),
+        packages=machine.packages(),
+        load_start=machine.load(),
+    )
+    report = Report(
+        header,
+        tasks=options.tasks,
+        rounds=options.rounds,
+    )
+    log(f"run {bench.run_id}: {header.database}, {header.redis}; child logs in {log_dir}")
+
+    def section(name: str, body: Callable[[], object]) -> None:
+        try:
+            body()
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            log(f"{name} failed:\n{traceback.format_exc()}")
+            report.failures.append(f"{name}: {str(exc).splitlines()[0] if str(exc) else repr(exc)}")
+
+    try:
+        if variants:
+            section(
+                "worker overhead",
+                lambda: report.workers.extend(
+                    worker_overhead.run(
+                        bench, variants, tasks=options.tasks, rounds=options.rounds, log=log
+                    )
+                ),
+            )
+        if run_ingest:
+            section(
+                "monitor ingest",
+                lambda: report.ingests.extend(
+                    ingest.run(bench, events=options.events, rounds=options.rounds, log=log)
+                ),
+            )
+        if run_publish:
+            section(
+                "publish cost",
+                lambda: report.publishes.extend(
+                    publish_cost.run(
+                        bench,
+                        calls=options.publish_calls,
+                        warmup=max(50, options.publish_calls // 10),
+                        rounds=options.rounds,
+                        log=log,
+                    )
+                ),
+            )
+    except KeyboardInterrupt:
+        log("interrupted: stopping child processes and deleting the run's keys")
+        return 130
+    finally:
+        bench.close()
+
+    header.load_end = machine.load()
+    header.minutes = (time.monotonic() - started) / 60
+    text = report.markdown()
+    print(text)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / "latest.md").write_text(text)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    (RESULTS_DIR / f"{stamp}.md").write_text(text)
+    log(f"written to {RESULTS_DIR / 'latest.md'}")
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

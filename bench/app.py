@@ -1,0 +1,88 @@
+"""The Celery app of the benchmarks: ``celery -A bench.app worker``, ``python -m bench.publisher``.
+
+One no-op task, ``bench.noop(order_id)``, that INCRs a Redis counter (so the driver can watch the
+consume rate without a result backend). The variant is chosen by environment variables, set by the
+driver (``bench.worker_overhead``, ``bench.publish_cost``):
+
+``BENCH_VARIANT``
+    ``plain``      Celery alone: no Django, no result backend.
+    ``recorder``   the same plus ``workers.recorder.install(app, stream=BENCH_STREAM)``.
+    ``recorder-alone`` the same app as ``recorder`` (the driver runs no monitor beside it).
+    ``recorder-tracing`` ``recorder`` plus OpenTelemetry tracing as tasktrail sets it up
+                   (``tracing.setup``: pool processes after the fork; exporting OTLP/HTTP to the
+                   driver's ``bench.otlp_sink``, from ``OTEL_*`` variables the driver sets).
+    ``djdb``       django-celery-results (``result_backend="django-db"``), Django configured from
+                   ``dashboard.settings``, Celery's default of closing the database connection after
+                   every task (``CELERY_DB_REUSE_MAX`` not set).
+    ``djdb-reuse`` the same with ``CELERY_DB_REUSE_MAX`` (``BENCH_DB_REUSE_MAX``, default 1000),
+                   ``task_track_started`` and ``result_extended``: what a dashboard would need.
+``BENCH_QUEUE``    the queue the task is published to and the worker consumes (default ``bench``).
+``BENCH_COUNTER``  the Redis key the task increments (default ``bench:counter``).
+``BENCH_STREAM``   the recorder's stream (default ``bench:events``): never the production stream.
+``REDIS_URL``      broker, counter and stream (required: the driver passes its own).
+``BENCH_REMOTE_CONTROL`` ``1``: keep Celery's remote control (pidbox) on; off by default.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from typing import Final
+
+import redis
+from celery import Celery
+
+VARIANTS: Final = ("plain", "recorder", "recorder-alone", "recorder-tracing", "djdb", "djdb-reuse")
+
+VARIANT: Final = os.environ.get("BENCH_VARIANT", "plain")
+if VARIANT not in VARIANTS:
+    raise RuntimeError(f"BENCH_VARIANT must be one of {', '.join(VARIANTS)}, not {VARIANT!r}")
+QUEUE: Final = os.environ.get("BENCH_QUEUE", "bench")
+COUNTER: Final = os.environ.get("BENCH_COUNTER", "bench:counter")
+STREAM: Final = os.environ.get("BENCH_STREAM", "bench:events")
+REDIS_URL: Final = os.environ.get("REDIS_URL", "")
+if not REDIS_URL:
+    raise RuntimeError("bench.app needs REDIS_URL (python -m bench sets it for its subprocesses)")
+
+USES_DJANGO: Final = VARIANT in ("djdb", "djdb-reuse")
+if USES_DJANGO:
+    # Celery installs its Django fix-up when the app is created with this variable set.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    # ``DashboardConfig.ready()`` imports ``workers.celery_app``, which creates the project's Celery
+    # app and installs the tasktrail recorder (on the default stream) in every Django process. These
+    # variants are the baseline without tasktrail: a placeholder module makes that import a no-op.
+    sys.modules.setdefault("workers.celery_app", types.ModuleType("workers.celery_app"))
+
+# fixups=[]: the plain variants must not pick up the Django fix-up from an inherited
+# DJANGO_SETTINGS_MODULE.
+app = Celery("bench", broker=REDIS_URL, fixups=None if USES_DJANGO else [])
+app.conf.update(
+    task_default_queue=QUEUE,
+    broker_connection_retry_on_startup=True,
+    # No pidbox by default: nothing shared on the broker (keys other workers use) is created or
+    # left behind. BENCH_REMOTE_CONTROL=1 turns it on (Celery's default) for comparison.
+    worker_enable_remote_control=os.environ.get("BENCH_REMOTE_CONTROL") == "1",
+)
+
+if USES_DJANGO:
+    app.conf.result_backend = "django-db"
+    if VARIANT == "djdb-reuse":
+        app.conf.update(task_track_started=True, result_extended=True)
+        # Celery's Django fix-up reads this un-namespaced name from the app's config.
+        app.conf.CELERY_DB_REUSE_MAX = int(os.environ.get("BENCH_DB_REUSE_MAX", "1000"))
+elif VARIANT in ("recorder", "recorder-alone", "recorder-tracing"):
+    from workers import recorder
+
+    recorder.install(app, redis_url=REDIS_URL, stream=STREAM)
+    if VARIANT == "recorder-tracing":
+        from tracing.setup import install_worker_hooks
+
+        install_worker_hooks()  # the publisher sets up itself (bench.publisher)
+
+_counter_client = redis.Redis.from_url(REDIS_URL)  # its pool reconnects after a fork
+
+
+@app.task(name="bench.noop")
+def noop(order_id: int) -> None:
+    _counter_client.incr(COUNTER)
