@@ -260,7 +260,8 @@ def _otlp_sink(bench: Bench, env: dict[str, str], round_no: int) -> tuple[Proces
             time.sleep(0.05)
     otel = {
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{port}/v1/traces",
-        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        # every task traced unless the driver's environment chooses a sampler (e.g. a ratio)
+        "OTEL_TRACES_SAMPLER": env.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on",
     }
     return sink, otel
 

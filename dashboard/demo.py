@@ -18,6 +18,9 @@ The mix (weights in ``MIX``):
 - rarely, a ``build_report`` that hangs for ten minutes: one soon after start, then one every
   ``hang_every`` seconds. The default (11 min) is longer than the hang, so with the demo worker's
   two processes at most one is ever stuck and the other keeps the queues moving.
+- every ``stuck_every`` seconds (from ``stuck_first_after``), an ``export_report`` to the queue
+  ``reports``, which no demo worker consumes: that queue gets stuck and the monitor mails an alert
+  (console email backend: the mail shows in the monitor's output).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from workers import tasks
 HANG_SECONDS = 600.0
 HANG_FIRST_AFTER = 20.0
 HANG_EVERY = 660.0
+STUCK_QUEUE = "reports"  # no demo worker consumes it
+STUCK_FIRST_AFTER = 10.0
+STUCK_EVERY = 45.0
 
 WAREHOUSES = ("north", "south", "east")
 MESSAGES = (
@@ -55,13 +61,15 @@ class Call:
     input_id: str
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    queue: str | None = None  # None: the task's own route
 
     @property
     def name(self) -> str:
         return str(self.task.name).rsplit(".", 1)[-1]
 
     def signature(self) -> Signature:
-        return self.task.si(*self.args, **self.kwargs)
+        signature: Signature = self.task.si(*self.args, **self.kwargs)
+        return signature.set(queue=self.queue) if self.queue else signature
 
 
 @dataclass(frozen=True)
@@ -157,6 +165,11 @@ def hanging_report(rng: random.Random) -> Call:
     return Call(tasks.build_report, report_id, (report_id,), {"seconds": HANG_SECONDS})
 
 
+def stuck_export(rng: random.Random) -> Call:
+    report_id = f"EXP-{rng.randint(1000, 9999)}"
+    return Call(tasks.export_report, report_id, (report_id,), queue=STUCK_QUEUE)
+
+
 MIX: tuple[tuple[Callable[[random.Random], Call | tuple[Call, ...]], int], ...] = (
     (invoice, 25),
     (inventory, 20),
@@ -178,11 +191,15 @@ class TrafficMix:
         clock: Callable[[], float] = time.monotonic,
         hang_first_after: float = HANG_FIRST_AFTER,
         hang_every: float = HANG_EVERY,
+        stuck_first_after: float = STUCK_FIRST_AFTER,
+        stuck_every: float = STUCK_EVERY,
     ) -> None:
         self.rng = rng
         self.clock = clock
         self.hang_every = hang_every
         self._next_hang = clock() + hang_first_after
+        self.stuck_every = stuck_every
+        self._next_stuck = clock() + stuck_first_after
         self._builders = [builder for builder, _ in MIX]
         self._weights = [weight for _, weight in MIX]
 
@@ -191,6 +208,9 @@ class TrafficMix:
         if now >= self._next_hang:
             self._next_hang = now + self.hang_every
             return Publication((hanging_report(self.rng),))
+        if now >= self._next_stuck:
+            self._next_stuck = now + self.stuck_every
+            return Publication((stuck_export(self.rng),))
         built = self.rng.choices(self._builders, weights=self._weights)[0](self.rng)
         return Publication(built if isinstance(built, tuple) else (built,))
 

@@ -12,7 +12,9 @@ import secrets
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
+from dashboard.alerts import rules as alert_rules
 from dashboard.ingest import merge
 
 
@@ -25,9 +27,10 @@ class TaskState(models.TextChoices):
     FAILURE = merge.FAILURE, "Failed"
     REVOKED = merge.REVOKED, "Revoked"
     REJECTED = merge.REJECTED, "Rejected"
+    LOST = merge.LOST, "Lost (worker gone)"
 
 
-RETRYABLE_STATES = (TaskState.FAILURE, TaskState.REVOKED, TaskState.REJECTED)
+RETRYABLE_STATES = (TaskState.FAILURE, TaskState.REVOKED, TaskState.REJECTED, TaskState.LOST)
 CANCELLABLE_STATES = (TaskState.PENDING, TaskState.RECEIVED, TaskState.RETRY)
 TERMINABLE_STATES = (TaskState.STARTED,)
 
@@ -263,3 +266,69 @@ class OperatorActionTarget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action_id} {self.task_id} {self.outcome}"
+
+
+class AlertIncident(models.Model):
+    """A stuck condition (``dashboard.alerts``): opened once, reminded, resolved with a mail.
+
+    At most one open incident per (rule, subject) — a partial unique index — so a restarted or a
+    second monitor finds the open one instead of opening (and mailing) another. Mail state lives
+    here too: ``retry_at`` is both the back-off after a failed send and the lease a monitor takes
+    (compare-and-swap) before sending, so two monitors never send the same notice.
+    """
+
+    class Rule(models.TextChoices):
+        QUEUE_STUCK = alert_rules.QUEUE_STUCK, "Queue stuck"
+        TASK_OVERDUE = alert_rules.TASK_OVERDUE, "Task running too long"
+        WORKER_LOST = alert_rules.WORKER_LOST, "Worker gone"
+        MONITOR_LAG = alert_rules.MONITOR_LAG, "Monitor behind"
+
+    rule = models.CharField(max_length=32, choices=Rule.choices)
+    subject = models.CharField(
+        max_length=255, help_text="The queue, task name or worker it is about; 'monitor'."
+    )
+    summary = models.CharField(max_length=500, help_text="The figures in words, as mailed.")
+    details = models.JSONField(default=dict, blank=True, help_text="Figures of the latest check.")
+    opened_at = models.DateTimeField()
+    checked_at = models.DateTimeField(help_text="Latest check that found it still open.")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    last_notified_at = models.DateTimeField(
+        null=True, blank=True, help_text="Latest alert or reminder mail sent."
+    )
+    reminders_sent = models.PositiveIntegerField(default=0)
+    recovery_notified_at = models.DateTimeField(null=True, blank=True)
+    notify_attempts = models.PositiveIntegerField(
+        default=0, help_text="Failed attempts at the mail now due."
+    )
+    last_error = models.TextField(blank=True, default="", help_text="Why the last mail failed.")
+    retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="No mail before this time (back-off, or a send under way)."
+    )
+
+    class Meta:
+        verbose_name = "alert incident"
+        permissions = [("receive_alerts", "Receives alert emails")]
+        indexes = [models.Index(fields=["-opened_at", "-id"], name="incident_recent")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule", "subject"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="incident_one_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.headline} ({'open' if self.is_open else 'resolved'})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+    @property
+    def headline(self) -> str:
+        return alert_rules.headline(self.rule, self.subject)
+
+    @property
+    def duration_seconds(self) -> float:
+        """How long it has been (or was) open."""
+        return ((self.resolved_at or timezone.now()) - self.opened_at).total_seconds()

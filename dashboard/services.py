@@ -29,9 +29,11 @@ from dashboard.models import (
     ApiToken,
     OperatorAction,
     OperatorActionTarget,
+    TaskAttempt,
     TaskRun,
 )
 from dashboard.selectors.tasks import filtered_task_runs
+from tracing.context import TraceParent
 
 logger = logging.getLogger("tasktrail.actions")
 
@@ -122,7 +124,10 @@ def _refusal_reason(kind: str, task: TaskRun | None) -> str:
         if task.retried_as:
             return f"already retried as {task.retried_as}"
         if task.state not in RETRYABLE_STATES:
-            return f"a {task.state} task cannot be retried (only failed, revoked or rejected ones)"
+            return (
+                f"a {task.state} task cannot be retried (only failed, revoked, rejected or lost "
+                "ones)"
+            )
         if task.args is None or task.kwargs is None:
             why = task.args_dropped or "not recorded"
             return f"its arguments were not kept ({why})"
@@ -192,6 +197,7 @@ def _call_celery(kind: str, tasks: Sequence[TaskRun], new_ids: dict[str, str]) -
     app = _celery_app()
     failed: dict[str, str] = {}
     if kind == Kind.RETRY:
+        traces = _original_traces(tasks)
         for task in tasks:
             try:
                 control.publish_retry(
@@ -202,6 +208,7 @@ def _call_celery(kind: str, tasks: Sequence[TaskRun], new_ids: dict[str, str]) -
                     queue=task.queue,
                     retry_of=task.task_id,
                     task_id=new_ids[task.task_id],
+                    original_trace=traces.get(task.task_id),
                 )
             except Exception as exc:  # broker down, serialization: reported on the audit row
                 failed[task.task_id] = f"publish failed: {exc}"
@@ -218,6 +225,21 @@ def _call_celery(kind: str, tasks: Sequence[TaskRun], new_ids: dict[str, str]) -
             except Exception as exc:
                 failed[task.task_id] = f"terminate failed: {exc}"
     return failed
+
+
+def _original_traces(tasks: Sequence[TaskRun]) -> dict[str, TraceParent]:
+    """Per task id: trace id, span id of the last run span, sampled (for the retry's link)."""
+    traced = {t.task_id: t for t in tasks if t.trace_id}
+    spans = dict(
+        TaskAttempt.objects.filter(task_id__in=traced, span_id__isnull=False)
+        .order_by("task_id", "attempt")
+        .values_list("task_id", "span_id")
+    )  # the last attempt's wins
+    no_span = "0" * 16  # the task never ran: the link names the trace only
+    return {
+        task_id: TraceParent(t.trace_id or "", spans.get(task_id) or no_span, bool(t.trace_sampled))
+        for task_id, t in traced.items()
+    }
 
 
 def _after_commit(

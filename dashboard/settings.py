@@ -7,12 +7,14 @@ Valkey, see ``workers.embedded_redis``), ``SECRET_KEY``, ``DEBUG``, ``ALLOWED_HO
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
 
 import dj_database_url
 
+from tracing.links import parse_viewer
 from workers.embedded_redis import redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -84,6 +86,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "dashboard.context_processors.alerts",  # the open-incidents banner
             ],
         },
     },
@@ -158,6 +161,36 @@ TASKTRAIL_MAX_ARGS_BYTES = int(os.environ.get("TASKTRAIL_MAX_ARGS_BYTES", str(64
 TASKTRAIL_REDACT_KEYS = env_list(
     "TASKTRAIL_REDACT_KEYS", "password,passwd,token,secret,authorization,api_key,card,cvv"
 )
+# Trace viewer links (tracing/links.py): "<preset> <base URL>" or a URL template with {trace_id};
+# empty: no links. Checked here so a bad value stops the start-up with the reason.
+TASKTRAIL_TRACE_VIEWER = os.environ.get("TASKTRAIL_TRACE_VIEWER", "")
+parse_viewer(TASKTRAIL_TRACE_VIEWER)
 # Bulk actions touch at most this many tasks (admins: up to the hard cap).
 TASKTRAIL_BULK_CAP = int(os.environ.get("TASKTRAIL_BULK_CAP", "1000"))
 TASKTRAIL_BULK_HARD_CAP = int(os.environ.get("TASKTRAIL_BULK_HARD_CAP", "20000"))
+
+# -- alerts ---------------------------------------------------------------------------------------
+# Stuck queues and tasks (dashboard/alerts): checked inside `manage.py monitor`, mailed with
+# Django's email backend. See the README's "Alerts" section.
+TASKTRAIL_ALERT_CHECK_SECONDS = float(os.environ.get("TASKTRAIL_ALERT_CHECK_SECONDS", "10"))
+# Thresholds in seconds (0 turns a rule off); defaults in dashboard.alerts.rules.Thresholds. JSON in
+# the environment, e.g. {"queue": {"oldest_seconds": 120}, "queues": {"reports": {...}},
+# "tasks": {"workers.tasks.build_report": 900}, "remind_seconds": 3600}.
+TASKTRAIL_ALERTS: dict[str, object] = json.loads(os.environ.get("TASKTRAIL_ALERTS") or "{}")
+# Who gets the mail: these addresses plus users with the "Receives alert emails" permission.
+TASKTRAIL_ALERT_EMAILS = env_list("TASKTRAIL_ALERT_EMAILS", "")
+# Links in the mail point here.
+TASKTRAIL_BASE_URL = os.environ.get("TASKTRAIL_BASE_URL", "http://127.0.0.1:8000")
+# /metrics answers only with `Authorization: Bearer <this token>`; unset, /metrics is off (404).
+TASKTRAIL_METRICS_TOKEN = os.environ.get("TASKTRAIL_METRICS_TOKEN", "")
+
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+# The monitor sends mail in its loop: never wait on a mail server for long.
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "10"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "tasktrail@localhost")

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard.views import actions, api, pages
+from dashboard.views import actions, alerts, api, pages
 
 urlpatterns = [
     path("", pages.overview_page, name="overview"),
@@ -14,6 +14,8 @@ urlpatterns = [
     path("tasks/<str:task_id>/<str:kind>", actions.task_action, name="task-action"),
     path("audit/", actions.audit_page, name="audit"),
     path("queues/", pages.queues_page, name="queues"),
+    path("incidents/", alerts.incidents_page, name="incidents"),
+    path("metrics", alerts.metrics_view, name="metrics"),
     path("api/tasks", api.api_tasks, name="api-tasks"),
     path("api/tasks/<str:task_id>", api.api_task, name="api-task"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

@@ -12,6 +12,7 @@ import pytest
 import redis
 from django.conf import settings
 
+from tests.smtp import SmtpServer
 from workers.events import Event, make_event
 
 # Keys the suite may create and removes again: the event stream family and the demo queues.
@@ -37,6 +38,19 @@ def redis_client() -> Iterator[redis.Redis]:
     yield client
     client.delete(*tasktrail_keys(client))
     client.close()
+
+
+@pytest.fixture
+def smtp_server(settings: Any) -> Iterator[SmtpServer]:
+    """A real SMTP server on a free loopback port; Django's SMTP backend sends alerts to it."""
+    server = SmtpServer().start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_TIMEOUT = 5
+    settings.TASKTRAIL_ALERT_EMAILS = ["oncall@example.com"]
+    yield server
+    server.stop()
 
 
 _ids = itertools.count(1)

@@ -51,11 +51,23 @@ def _published_at(raw: Any) -> float | None:
 def queue_depths(client: redis.Redis, names: Sequence[str]) -> list[QueueDepth]:
     """Depth and oldest message of each queue, in one pipelined round trip."""
     pipe = client.pipeline(transaction=False)
+    add_depth_commands(pipe, names)
+    return parse_depths(names, pipe.execute())
+
+
+def add_depth_commands(pipe: Any, names: Sequence[str]) -> None:
+    """Queue the commands ``parse_depths`` reads onto ``pipe`` (so callers can add their own)."""
     for name in names:
         for key in queue_keys(name):
             pipe.llen(key)
             pipe.lindex(key, -1)
-    replies = pipe.execute()
+
+
+def depth_command_count(names: Sequence[str]) -> int:
+    return len(names) * 2 * (1 + len(PRIORITY_STEPS))
+
+
+def parse_depths(names: Sequence[str], replies: Sequence[Any]) -> list[QueueDepth]:
     out = []
     per_queue = 2 * (1 + len(PRIORITY_STEPS))
     for index, name in enumerate(names):
@@ -69,11 +81,17 @@ def queue_depths(client: redis.Redis, names: Sequence[str]) -> list[QueueDepth]:
 def known_queues(client: redis.Redis, extra: Iterable[str] = ()) -> list[str]:
     """Queues declared on the broker (kombu keeps its bindings in ``_kombu.binding.*`` sets)."""
     names = set(extra)
+    keys = []
     for key in client.scan_iter(match="_kombu.binding.*", count=1000):
         exchange = key.decode() if isinstance(key, bytes) else key
         if exchange.startswith("_kombu.binding.celery.pidbox") or exchange.endswith(".celeryev"):
             continue
-        for member in client.smembers(key):
+        keys.append(key)
+    pipe = client.pipeline(transaction=False)  # one round trip for all bindings
+    for key in keys:
+        pipe.smembers(key)
+    for members in pipe.execute() if keys else []:
+        for member in members:
             text = member.decode() if isinstance(member, bytes) else member
             queue = text.split(PRIORITY_SEP)[-1]
             if queue and not queue.endswith(".pidbox") and not queue.startswith("celeryev"):

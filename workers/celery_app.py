@@ -10,6 +10,7 @@ import os
 
 from celery import Celery
 
+from tracing.setup import install_worker_hooks
 from workers import recorder, revocations
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
@@ -30,6 +31,8 @@ def _install_recorder() -> None:
         max_args_bytes=settings.TASKTRAIL_MAX_ARGS_BYTES,
     )
     revocations.install(app, settings.REDIS_URL)
+    # Tracing (OTEL_* variables) starts in each pool process, after the fork: tracing.setup.
+    install_worker_hooks()
 
 
 _install_recorder()

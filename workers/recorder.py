@@ -27,6 +27,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from tracing.context import run_span_id
 from workers.events import DEFAULT_MAX_ARGS_BYTES, Event, Kind, make_event
 from workers.stream_writer import DEFAULT_STREAM, StreamWriter
 from workers.task_inputs import InputRule, extract_input_id, keep_args, resolve_rule
@@ -294,6 +295,8 @@ def _finish_fields(recorder: Recorder, sender: Any, task_id: str, now: float) ->
         "hostname": getattr(request, "hostname", None) if own else None,
         "pid": os.getpid(),
         "runtime": (now - started) if started is not None else None,
+        # The attempt's run span (None when tracing is off or the trace is not sampled).
+        "span_id": run_span_id(sender, task_id) if own else None,
     }
 
 
@@ -377,6 +380,7 @@ def on_retry(
         hostname=getattr(request, "hostname", None),
         pid=os.getpid(),
         runtime=(now - started) if started is not None else None,
+        span_id=run_span_id(sender, task_id),
         exc_type=_error_type(exc) if isinstance(exc, BaseException) else None,
         exc_message=_error_message(exc) if isinstance(exc, BaseException) else None,
         traceback=str(getattr(einfo, "traceback", "") or "") or None,

@@ -68,6 +68,12 @@ def build_report(report_id: str, seconds: float = 600.0) -> str:
     return f"report {report_id} built"
 
 
+@shared_task(tasktrail_input_id="report_id")
+def export_report(report_id: str) -> str:
+    """The demo publishes it to the queue ``reports``, which no demo worker consumes."""
+    return f"report {report_id} exported"
+
+
 @shared_task
 def notify_customer(customer_id: int, message: str) -> str:
     """Declares no input id: the default (the first ``*_id`` parameter) applies."""

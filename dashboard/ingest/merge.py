@@ -37,6 +37,9 @@ Patch = dict[str, Any]
 PENDING, RECEIVED, STARTED, RETRY = "PENDING", "RECEIVED", "STARTED", "RETRY"
 SUCCESS, FAILURE, REVOKED, REJECTED = "SUCCESS", "FAILURE", "REVOKED", "REJECTED"
 TERMINAL_STATES: Final = (SUCCESS, FAILURE, REVOKED, REJECTED)
+# Set by the monitor's alert checks (a worker stopped answering while running the task), never by
+# an event. The row's state_key is left as it was, so any later event of the task outranks it.
+LOST: Final = "LOST"
 
 # step within an attempt (non-terminal) / order among terminal outcomes (tie-break only)
 _STEP = {"published": 0, "received": 1, "started": 2}

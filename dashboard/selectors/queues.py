@@ -12,6 +12,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from dashboard.models import TaskRun
+from dashboard.selectors.alerts import alert_snapshot
 from dashboard.selectors.system import redis_client
 from workers.broker import QueueDepth, known_queues, queue_depths
 
@@ -26,6 +27,8 @@ class QueueInfo:
     oldest_age: float | None
     consumers: int | None  # None: could not ask the workers
     finished_last_hour: int
+    state: str | None = None  # ok / warning / stuck from the monitor's latest check; None: none
+    state_words: str = ""
 
 
 def configured_queues() -> set[str]:
@@ -61,6 +64,8 @@ def queue_overview() -> list[QueueInfo]:
     names = known_queues(client, extra=configured_queues())
     depths: dict[str, QueueDepth] = {d.name: d for d in queue_depths(client, names)}
     consumers = consumers_per_queue()
+    checked = alert_snapshot(client)
+    states = checked.queues if checked is not None else {}
     since = timezone.now() - dt.timedelta(hours=1)
     finished = dict(
         TaskRun.objects.filter(finished_at__gte=since, queue__in=names)
@@ -75,6 +80,8 @@ def queue_overview() -> list[QueueInfo]:
             oldest_age=depths[name].oldest_age(),
             consumers=None if consumers is None else consumers.get(name, 0),
             finished_last_hour=finished.get(name, 0),
+            state=states[name].state if name in states else None,
+            state_words=states[name].words if name in states else "",
         )
         for name in names
     ]

@@ -120,8 +120,11 @@ def task_detail(*, task_id: str) -> TaskDetail | None:
         result=TaskResult.objects.filter(task_id=task_id).first(),
         parent=related.get(task.parent_id or ""),
         root=related.get(task.root_id or "") if task.root_id != task.task_id else None,
+        # A Celery retry is published from inside the task: its parent id is the task's own id.
         children=list(
-            TaskRun.objects.filter(parent_id=task_id).order_by("first_seen_at", "id")[:MAX_CHILDREN]
+            TaskRun.objects.filter(parent_id=task_id)
+            .exclude(task_id=task_id)
+            .order_by("first_seen_at", "id")[:MAX_CHILDREN]
         ),
         retry_of=related.get(task.retry_of or ""),
         retried_as=retried_as,

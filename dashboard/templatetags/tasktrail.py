@@ -22,7 +22,9 @@ STATE_SYMBOLS: dict[str, str] = {
     TaskState.FAILURE: "✕",
     TaskState.REVOKED: "⊘",
     TaskState.REJECTED: "⊗",
+    TaskState.LOST: "⚠",
 }
+QUEUE_STATE_SYMBOLS: dict[str, str] = {"ok": "✓", "warning": "◔", "stuck": "✕"}
 
 
 @register.filter
@@ -77,6 +79,23 @@ def state_badge(state: str) -> SafeString:
         state.lower(),
         label,
         STATE_SYMBOLS.get(state, "?"),
+        state,
+    )
+
+
+@register.simple_tag
+def queue_state_badge(state: str | None, words: str = "") -> SafeString:
+    """ok / warning / stuck from the monitor's latest check; "—" when there is none."""
+    if state not in QUEUE_STATE_SYMBOLS:
+        return format_html(
+            '<span class="badge qstate-unknown" title="{}">—</span>',
+            "No recent check: is the monitor running with alerts on?",
+        )
+    return format_html(
+        '<span class="badge qstate-{}" title="{}"><span aria-hidden="true">{}</span> {}</span>',
+        state,
+        words or state,
+        QUEUE_STATE_SYMBOLS[state],
         state,
     )
 

@@ -14,9 +14,11 @@ from dashboard.filters import WINDOWS, FilterError, parse_task_filter
 from dashboard.models import TaskState
 from dashboard.pagination import Cursor
 from dashboard.selectors.actions import actions_on_task
+from dashboard.selectors.alerts import queue_states
 from dashboard.selectors.queues import queue_overview
 from dashboard.selectors.system import monitor_status
 from dashboard.selectors.tasks import overview, task_detail, task_list, task_type_stats
+from dashboard.selectors.timeline import task_timeline
 from dashboard.views.access import viewer_required
 
 
@@ -32,7 +34,12 @@ def _bad_request(request: HtmxHttpRequest, message: str) -> HttpResponse:
 @viewer_required
 @vary_on_headers("HX-Request")
 def overview_page(request: HtmxHttpRequest) -> HttpResponse:
-    context = {"overview": overview(), "monitor": monitor_status(), "states": TaskState}
+    context = {
+        "overview": overview(),
+        "monitor": monitor_status(),
+        "states": TaskState,
+        "queue_states": queue_states(),
+    }
     if request.htmx:
         return render(request, "dashboard/partials/overview_panel.html", context)
     return render(request, "dashboard/overview.html", context)
@@ -75,10 +82,12 @@ def task_detail_page(request: HtmxHttpRequest, task_id: str) -> HttpResponse:
     detail = task_detail(task_id=task_id)
     if detail is None:
         raise Http404("No task with this id has been recorded.")
+    now = timezone.now()
     context = {
         "detail": detail,
         "task": detail.task,
-        "now": timezone.now(),
+        "now": now,
+        "timeline": task_timeline(detail, now=now),
         "actions": actions_on_task(task_id=task_id),
     }
     if request.htmx:

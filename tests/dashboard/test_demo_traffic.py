@@ -232,3 +232,20 @@ def test_demo_logins_are_created_once_with_their_roles() -> None:
     assert not any(login.created for login in again.values())
     assert not again["viewer"].password_works and again["operator"].password_works
     assert users.filter(username__in=list(again)).count() == 3
+
+
+def test_exports_go_to_a_queue_no_demo_worker_consumes() -> None:
+    from dashboard.demo import STUCK_EVERY, STUCK_FIRST_AFTER, STUCK_QUEUE
+    from dashboard.management.commands.demo import WORKER_ARGS
+
+    clock = FakeClock(0.0)
+    mix = TrafficMix(random.Random(5), clock=clock)
+    assert not any(c.task is tasks.export_report for c in calls_of([mix.next() for _ in range(50)]))
+    clock.now += STUCK_FIRST_AFTER
+    exports = [
+        c for c in calls_of([mix.next() for _ in range(50)]) if c.task is tasks.export_report
+    ]
+    assert len(exports) == 1  # then one every STUCK_EVERY seconds
+    signature = Publication((exports[0],)).signature()
+    assert signature.options["queue"] == STUCK_QUEUE
+    assert STUCK_QUEUE not in " ".join(WORKER_ARGS) and STUCK_EVERY > 0

@@ -44,6 +44,8 @@ class Worker:
     queues: str = "default,inventory"
     env: dict[str, str] = field(default_factory=dict)
     name: str = "itest"
+    include: str = "tests.integration.tasks"
+    extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
     _ready: threading.Event = field(default_factory=threading.Event)
@@ -60,8 +62,8 @@ class Worker:
         command = [
             sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
             "-P", "prefork", "-c", "2", "-Q", self.queues, "-n", f"{self.name}@%h",
-            "-I", "tests.integration.tasks", "-l", "info",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-I", self.include, "-l", "info",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", *self.extra_args,
         ]  # fmt: skip
         self._ready.clear()
         self.process = subprocess.Popen(

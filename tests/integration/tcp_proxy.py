@@ -33,6 +33,9 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # listener closed by cut()
+            if listener is not self._listener:  # cut() while this accept() was blocked
+                client.close()
+                return
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -53,9 +56,13 @@ class TcpProxy:
 
     def cut(self) -> None:
         """Refuse new connections and break the open ones."""
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            # close() alone does not wake a thread blocked in accept(): it would let one more
+            # connection through. shutdown() does.
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
         with self._lock:
             connections, self._connections = self._connections, []
         for s in connections:

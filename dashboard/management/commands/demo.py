@@ -21,6 +21,7 @@ monitor log "Redis unavailable" while they stop. Harmless: the embedded server k
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -48,6 +49,12 @@ WORKER_ARGS = [
     "--hostname=demo@%h",
     "--loglevel=info",
 ]
+# Alerts in the demo: the queue `reports` gets stuck (dashboard.demo) and the mail goes to the
+# monitor's output (console email backend, the default); the hung report alerts after 2 minutes.
+DEMO_ALERTS = {
+    "TASKTRAIL_ALERT_EMAILS": "oncall@example.com",
+    "TASKTRAIL_ALERTS": json.dumps({"tasks": {"workers.tasks.build_report": 120}}),
+}
 COLORS = {"worker": "33", "monitor": "36", "web": "32", "traffic": "35", "demo": "1"}
 
 
@@ -180,7 +187,8 @@ class Command(BaseCommand):
             Child("web", [python, manage, "runserver", f"127.0.0.1:{port}", "--noreload"]),
             Child("traffic", [python, manage, "demo_traffic"]),
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        demo_alerts = {**DEMO_ALERTS, "TASKTRAIL_BASE_URL": f"http://127.0.0.1:{port}"}
+        env = {**demo_alerts, **os.environ, "PYTHONUNBUFFERED": "1"}  # your settings win
         for child in children:
             if self._stop.is_set():
                 break

@@ -1,0 +1,351 @@
+"""The alert rules as pure functions: figures and thresholds in, a verdict (with its words) out.
+
+Nothing here reads Redis, the database or the clock; ``dashboard.alerts.checks`` gathers the
+figures and says how long each timed condition has held.
+
+One incident per *subject*: the three queue rules (oldest message too old, messages waiting with
+no consumer, messages waiting and nothing finished) share the rule ``queue_stuck``, so a stuck queue
+sends one mail whichever of them fire first; the verdict lists the ones that fired.
+
+Hysteresis: a queue incident opens when the queue is *stuck* and closes only once it is *ok* again
+(not while it is merely *warning*), so a queue hovering around a threshold does not flap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Final, Literal
+
+QUEUE_STUCK: Final = "queue_stuck"
+TASK_OVERDUE: Final = "task_overdue"
+WORKER_LOST: Final = "worker_lost"
+MONITOR_LAG: Final = "monitor_lag"
+RULES: Final = (QUEUE_STUCK, TASK_OVERDUE, WORKER_LOST, MONITOR_LAG)
+MONITOR_SUBJECT: Final = "monitor"
+
+# timed conditions (the checks record since when each has held)
+NO_CONSUMER: Final = "no_consumer"
+NO_PROGRESS: Final = "no_progress"
+WORKER_SILENT: Final = "worker_silent"
+
+State = Literal["ok", "warning", "stuck"]
+
+
+# -- thresholds ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueThresholds:
+    """Seconds; 0 turns a rule off. ``enabled: False`` ignores the queue altogether."""
+
+    oldest_seconds: float = 300.0  # stuck: the oldest waiting message is older than this
+    warning_oldest_seconds: float = 60.0  # warning (shown, not mailed)
+    no_consumer_seconds: float = 60.0  # stuck: messages wait and no worker consumes the queue
+    no_progress_seconds: float = 600.0  # stuck: messages wait and nothing finished for this long
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    queue: QueueThresholds = field(default_factory=QueueThresholds)
+    queues: Mapping[str, QueueThresholds] = field(default_factory=dict)
+    # A STARTED task older than its limit: per task name, else the task's own Celery time limit,
+    # else this default.
+    task_max_runtime_seconds: float = 3600.0
+    tasks: Mapping[str, float] = field(default_factory=dict)
+    worker_lost_seconds: float = 60.0  # a worker running tasks that stopped answering
+    monitor_lag_seconds: float = 120.0  # age of the oldest stream entry no monitor has written
+    remind_seconds: float = 1800.0  # reminder mail while an incident stays open
+
+    def for_queue(self, name: str) -> QueueThresholds:
+        return self.queues.get(name, self.queue)
+
+    @classmethod
+    def from_setting(cls, raw: Mapping[str, Any] | None) -> Thresholds:
+        """Build from the ``TASKTRAIL_ALERTS`` setting; unknown keys are an error, not ignored."""
+        raw = dict(raw or {})
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"TASKTRAIL_ALERTS: unknown keys {sorted(unknown)}")
+        base = _queue_thresholds(QueueThresholds(), raw.pop("queue", {}), "queue")
+        queues = {
+            str(name): _queue_thresholds(base, values, f"queues[{name!r}]")
+            for name, values in dict(raw.pop("queues", {})).items()
+        }
+        tasks = {str(name): float(limit) for name, limit in dict(raw.pop("tasks", {})).items()}
+        scalars = {key: float(value) for key, value in raw.items()}
+        return cls(queue=base, queues=queues, tasks=tasks, **scalars)
+
+
+def _queue_thresholds(base: QueueThresholds, values: Any, where: str) -> QueueThresholds:
+    values = dict(values or {})
+    known = {f.name for f in fields(QueueThresholds)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"TASKTRAIL_ALERTS {where}: unknown keys {sorted(unknown)}")
+    changes: dict[str, Any] = {
+        k: bool(v) if k == "enabled" else float(v) for k, v in values.items()
+    }
+    return replace(base, **changes)
+
+
+# -- verdicts --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one rule says about one subject at one check."""
+
+    rule: str
+    subject: str
+    state: State
+    words: str = ""  # figures for the mail subject: "oldest message waiting 7m12s, 342 waiting"
+    cause: str = ""  # the likely cause, for the mail body
+    fired: tuple[str, ...] = ()  # which conditions made it stuck
+    figures: Mapping[str, Any] = field(default_factory=dict)
+    known: bool = True  # False: a figure that could make it stuck is missing (do not resolve)
+
+    @property
+    def firing(self) -> bool:
+        return self.state == "stuck"
+
+    @property
+    def headline(self) -> str:
+        return headline(self.rule, self.subject)
+
+
+def headline(rule: str, subject: str) -> str:
+    """What and where, for subjects and banners: "queue emails stuck"."""
+    return {
+        QUEUE_STUCK: f"queue {subject} stuck",
+        TASK_OVERDUE: f"task {subject} running too long",
+        WORKER_LOST: f"worker {subject} gone",
+        MONITOR_LAG: "monitor behind the event stream",
+    }.get(rule, f"{rule} {subject}")
+
+
+def duration_words(seconds: float | None) -> str:
+    """Compact: 45s, 7m12s, 2h03m."""
+    if seconds is None:
+        return "?"
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _over(value: float | None, limit: float) -> bool:
+    return limit > 0 and value is not None and value >= limit
+
+
+# -- queues ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    name: str
+    depth: int  # the list plus its priority sub-queues
+    oldest_age: float | None  # seconds; None when no waiting message carries a publish stamp
+    consumers: int | None  # workers consuming it; None when the workers could not be asked
+    finished_in_window: int | None  # tasks finished within no_progress_seconds; None: unknown
+    finished_per_minute: float | None = None  # over the last five minutes, for display
+
+
+def queue_conditions(figures: QueueFigures) -> dict[str, bool | None]:
+    """The timed conditions as they are right now (None: cannot tell)."""
+    waiting = figures.depth > 0
+    consumers, finished = figures.consumers, figures.finished_in_window
+    return {
+        NO_CONSUMER: None if consumers is None else waiting and consumers == 0,
+        NO_PROGRESS: None if finished is None else waiting and finished == 0,
+    }
+
+
+def evaluate_queue(
+    figures: QueueFigures, limits: QueueThresholds, held: Mapping[str, float]
+) -> Verdict:
+    """``held``: seconds each timed condition has held continuously (absent: it does not hold)."""
+    fired: list[str] = []
+    if limits.enabled and figures.depth > 0:
+        if _over(figures.oldest_age, limits.oldest_seconds):
+            fired.append("oldest")
+        if _over(held.get(NO_CONSUMER), limits.no_consumer_seconds):
+            fired.append(NO_CONSUMER)
+        if _over(held.get(NO_PROGRESS), limits.no_progress_seconds):
+            fired.append(NO_PROGRESS)
+    if fired:
+        state: State = "stuck"
+    elif (
+        limits.enabled
+        and figures.depth > 0
+        and (
+            _over(figures.oldest_age, limits.warning_oldest_seconds)
+            or (limits.no_consumer_seconds > 0 and NO_CONSUMER in held)
+            or (limits.no_progress_seconds > 0 and NO_PROGRESS in held)
+        )
+    ):
+        state = "warning"
+    else:
+        state = "ok"
+    unknown = (figures.consumers is None and limits.no_consumer_seconds > 0) or (
+        figures.finished_in_window is None and limits.no_progress_seconds > 0
+    )
+    return Verdict(
+        rule=QUEUE_STUCK,
+        subject=figures.name,
+        state=state,
+        words=_queue_words(figures, fired, limits),
+        cause=_queue_cause(figures, fired),
+        fired=tuple(fired),
+        figures={
+            "depth": figures.depth,
+            "oldest_age": figures.oldest_age,
+            "consumers": figures.consumers,
+            "finished_in_window": figures.finished_in_window,
+            "finished_per_minute": figures.finished_per_minute,
+            "no_consumer_for": held.get(NO_CONSUMER),
+            "no_progress_for": held.get(NO_PROGRESS),
+        },
+        known=not (limits.enabled and figures.depth > 0 and unknown),
+    )
+
+
+def _queue_words(figures: QueueFigures, fired: list[str], limits: QueueThresholds) -> str:
+    parts = []
+    if figures.oldest_age is not None and figures.depth > 0:
+        parts.append(f"oldest message waiting {duration_words(figures.oldest_age)}")
+    parts.append(f"{figures.depth} waiting")
+    if figures.consumers == 0:
+        parts.append("no consumer")
+    elif figures.consumers is not None:
+        parts.append(f"{figures.consumers} consumer{'s' if figures.consumers != 1 else ''}")
+    if NO_PROGRESS in fired:
+        parts.append(f"nothing finished in {duration_words(limits.no_progress_seconds)}")
+    return ", ".join(parts)
+
+
+def _queue_cause(figures: QueueFigures, fired: list[str]) -> str:
+    if not fired:
+        return ""
+    if figures.consumers == 0:
+        return (
+            f"No worker consumes this queue: its workers are down, or none was started with "
+            f"-Q {figures.name}."
+        )
+    if figures.consumers is None:
+        return "The workers did not answer: check that they are running and reach the broker."
+    if NO_PROGRESS in fired:
+        return (
+            "Workers consume this queue but nothing finishes: every worker process is probably "
+            "busy with long or hung tasks."
+        )
+    return (
+        "Workers take messages more slowly than they arrive: add workers or concurrency, or look "
+        "for tasks that became slow."
+    )
+
+
+# -- tasks, workers, monitor -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunningTask:
+    task_id: str
+    name: str
+    worker: str | None
+    runtime: float  # seconds since it started
+    limit: float  # the limit that applies to it
+
+
+def evaluate_tasks(running: Iterable[RunningTask]) -> list[Verdict]:
+    """One firing verdict per task name with a task over its limit (names not listed are ok)."""
+    over: dict[str, list[RunningTask]] = {}
+    for task in running:
+        if task.limit > 0 and task.runtime >= task.limit:
+            over.setdefault(task.name, []).append(task)
+    verdicts = []
+    for name, tasks in sorted(over.items()):
+        tasks.sort(key=lambda t: -t.runtime)
+        longest = tasks[0]
+        count = len(tasks)
+        words = (
+            f"{count} task{'s' if count != 1 else ''} running longer than "
+            f"{duration_words(longest.limit)}, longest {duration_words(longest.runtime)}"
+        )
+        verdicts.append(
+            Verdict(
+                rule=TASK_OVERDUE,
+                subject=name,
+                state="stuck",
+                words=words,
+                cause=(
+                    "The task is hung (waiting on a lock, a slow external service, I/O) or the "
+                    "event saying it finished was lost. Its worker may need a terminate."
+                ),
+                fired=("runtime",),
+                figures={
+                    "count": count,
+                    "limit": longest.limit,
+                    "longest": longest.runtime,
+                    "tasks": [
+                        {"task_id": t.task_id, "worker": t.worker, "runtime": t.runtime}
+                        for t in tasks[:10]
+                    ],
+                },
+            )
+        )
+    return verdicts
+
+
+def evaluate_worker(
+    worker: str, silent_for: float | None, running: int, lost: int, limit: float
+) -> Verdict:
+    """A worker with unfinished tasks (running, or lost and not retried) that stopped answering.
+
+    ``silent_for`` None: the worker answers."""
+    gone = limit > 0 and _over(silent_for, limit) and (running + lost) > 0
+    tasks = running + lost
+    words = (
+        f"silent for {duration_words(silent_for)} with {tasks} unfinished "
+        f"task{'s' if tasks != 1 else ''}"
+    )
+    return Verdict(
+        rule=WORKER_LOST,
+        subject=worker,
+        state="stuck" if gone else "ok",
+        words=words if silent_for is not None else "answering",
+        cause=(
+            "The worker stopped answering while running tasks: killed (out of memory, a deploy) "
+            "or its host is down. Its running tasks are marked LOST; retry them from the tasks "
+            "page once you know they are safe to run again."
+            if gone
+            else ""
+        ),
+        fired=("silent",) if gone else (),
+        figures={"silent_for": silent_for, "running": running, "lost": lost},
+    )
+
+
+def evaluate_monitor(lag_seconds: float | None, lag_entries: int | None, limit: float) -> Verdict:
+    behind = _over(lag_seconds, limit)
+    words = f"oldest unwritten event {duration_words(lag_seconds)} old, {lag_entries or 0} entries"
+    return Verdict(
+        rule=MONITOR_LAG,
+        subject=MONITOR_SUBJECT,
+        state="stuck" if behind else "ok",
+        words=words,
+        cause=(
+            "The monitor writes events more slowly than they arrive: the database is slow or "
+            "unreachable, or one monitor is not enough (run another; they share the work)."
+            if behind
+            else ""
+        ),
+        fired=("lag",) if behind else (),
+        figures={"lag_seconds": lag_seconds, "lag_entries": lag_entries},
+    )

@@ -1,0 +1,211 @@
+"""One check cycle: figures → verdicts → incidents → mail → snapshot. ``manage.py monitor`` runs
+``CheckRunner.run_once`` in its loop every ``TASKTRAIL_ALERT_CHECK_SECONDS``.
+
+A runner keeps nothing that matters in memory: incidents are rows, timed conditions and worker
+sightings are in Redis. A new runner (a restarted monitor, or a second one) carries on where the
+last one stopped, without a second "opened" mail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from django.conf import settings
+
+from dashboard.alerts import checks, rules
+from dashboard.alerts.incidents import (
+    Delivery,
+    Sender,
+    SyncResult,
+    deliver_due,
+    open_incidents,
+    sync_incidents,
+)
+from dashboard.alerts.mail import send_notice
+
+logger = logging.getLogger("tasktrail.alerts")
+
+
+@dataclass
+class CycleReport:
+    verdicts: list[rules.Verdict] = field(default_factory=list)
+    sync: SyncResult = field(default_factory=SyncResult)
+    delivery: Delivery = field(default_factory=Delivery)
+    marked_lost: int = 0
+    redis_seconds: float = 0.0
+    redis_round_trips: int = 0
+
+    def verdict(self, rule: str, subject: str) -> rules.Verdict | None:
+        return next((v for v in self.verdicts if (v.rule, v.subject) == (rule, subject)), None)
+
+
+def configured_queues() -> set[str]:
+    from dashboard.selectors.queues import configured_queues as configured
+
+    return configured()
+
+
+class CheckRunner:
+    def __init__(
+        self,
+        *,
+        client: redis.Redis,
+        probe: checks.Probe,
+        thresholds: rules.Thresholds | None = None,
+        stream: str | None = None,
+        clock: Callable[[], float] = time.time,
+        celery_app: Any = None,
+        send: Sender = send_notice,
+        check_seconds: float | None = None,
+    ) -> None:
+        self.client = client
+        self.probe = probe
+        self.thresholds = thresholds or rules.Thresholds.from_setting(settings.TASKTRAIL_ALERTS)
+        self.stream = stream or settings.TASKTRAIL_STREAM
+        self.clock = clock
+        self.send = send
+        self.check_seconds = check_seconds or settings.TASKTRAIL_ALERT_CHECK_SECONDS
+        self.limits = checks.TaskLimits(self.thresholds, celery_app)
+        self.queue_list = checks.QueueList(configured_queues)
+
+    def run_once(self) -> CycleReport:
+        now = self.clock()
+        now_dt = checks.now_datetime(now)
+        report = CycleReport()
+        timer = checks.RedisTimer()
+        thresholds = self.thresholds
+        complete: set[str] = set()
+
+        open_rows = list(open_incidents().values_list("rule", "subject"))
+        names = sorted(
+            set(self.queue_list.get(self.client, timer))
+            | {subject for rule, subject in open_rows if rule == rules.QUEUE_STUCK}
+        )
+        broker = checks.read_broker(self.client, self.stream, names, now, timer)
+        workers = self.probe()
+        update = checks.ClockUpdate()
+
+        # queues
+        windows = sorted({thresholds.for_queue(n).no_progress_seconds for n in names} - {0.0})
+        finished = checks.finished_per_queue(names, windows, now_dt)
+        conditions: dict[str, bool | None] = {}
+        figures_by_queue: dict[str, rules.QueueFigures] = {}
+        for name in names:
+            limits = thresholds.for_queue(name)
+            depth, oldest = broker.depths[name]
+            counts = finished.get(name, {})
+            window = limits.no_progress_seconds
+            queue_figures = rules.QueueFigures(
+                name=name,
+                depth=depth,
+                oldest_age=oldest,
+                consumers=None if workers is None else workers.consumers(name),
+                finished_in_window=counts.get(f"w{int(window)}", 0) if window else None,
+                finished_per_minute=counts.get("rate", 0) * 60 / checks.RATE_WINDOW.total_seconds(),
+            )
+            figures_by_queue[name] = queue_figures
+            for condition, holds in rules.queue_conditions(queue_figures).items():
+                conditions[f"{condition}:{name}"] = holds
+        held = checks.held_for(broker.since, conditions, now, update)
+        for name, queue_figures in figures_by_queue.items():
+            prefix = {f"{c}:{name}": c for c in (rules.NO_CONSUMER, rules.NO_PROGRESS)}
+            queue_held = {c: held[key] for key, c in prefix.items() if key in held}
+            report.verdicts.append(
+                rules.evaluate_queue(queue_figures, thresholds.for_queue(name), queue_held)
+            )
+
+        # tasks over their limit: every STARTED task is looked at, so absent names are clear
+        running = checks.running_tasks(now_dt, self.limits, self.limits.shortest())
+        report.verdicts += rules.evaluate_tasks(running)
+        complete.add(rules.TASK_OVERDUE)
+
+        # workers that stopped answering while running tasks
+        seen_now: dict[str, float] = {}
+        forget: list[str] = []
+        if workers is not None:
+            unfinished = checks.unfinished_per_worker(now_dt)
+            subjects = set(unfinished) | {s for r, s in open_rows if r == rules.WORKER_LOST}
+            for host in workers.queues:
+                seen_now[host] = now
+            for host in sorted(subjects):
+                running_n, lost_n = unfinished.get(host, (0, 0))
+                silent_for = None
+                if host not in workers.queues:
+                    last = broker.workers_seen.get(host)
+                    if last is None:  # never seen answering: its silence starts now
+                        last = seen_now[host] = now
+                    silent_for = max(0.0, now - last)
+                verdict = rules.evaluate_worker(
+                    host, silent_for, running_n, lost_n, thresholds.worker_lost_seconds
+                )
+                report.verdicts.append(verdict)
+                if verdict.firing and running_n:
+                    report.marked_lost += checks.mark_lost(host)
+            forget = [h for h in broker.workers_seen if h not in seen_now and h not in subjects]
+            complete.add(rules.WORKER_LOST)
+
+        # the monitor's own lag on the stream
+        if broker.lag_seconds is not None:
+            report.verdicts.append(
+                rules.evaluate_monitor(
+                    broker.lag_seconds, broker.lag_entries, thresholds.monitor_lag_seconds
+                )
+            )
+
+        report.sync = sync_incidents(report.verdicts, complete, now_dt)
+        for opened in report.sync.opened:
+            logger.warning("incident opened: %s: %s", opened.headline, opened.summary)
+        for resolved in report.sync.resolved:
+            logger.info("incident resolved: %s", resolved.headline)
+        report.delivery = deliver_due(
+            now_dt, dt.timedelta(seconds=thresholds.remind_seconds), self.send
+        )
+
+        checks.write_state(
+            self.client,
+            self.stream,
+            update,
+            seen_now,
+            forget,
+            self.snapshot(now, report, figures_by_queue, workers, timer.seconds),
+            ttl=int(max(60.0, 6 * self.check_seconds)),
+            timer=timer,
+        )
+        report.redis_seconds, report.redis_round_trips = timer.seconds, timer.round_trips
+        return report
+
+    def snapshot(
+        self,
+        now: float,
+        report: CycleReport,
+        figures: dict[str, rules.QueueFigures],
+        workers: checks.WorkersSeen | None,
+        redis_seconds: float,
+    ) -> dict[str, Any]:
+        """What the pages and /metrics show between checks."""
+        queues = {}
+        for verdict in report.verdicts:
+            if verdict.rule != rules.QUEUE_STUCK:
+                continue
+            f = figures[verdict.subject]
+            queues[verdict.subject] = {
+                "state": verdict.state,
+                "words": verdict.words,
+                "depth": f.depth,
+                "oldest_age": f.oldest_age,
+                "consumers": f.consumers,
+                "finished_per_minute": f.finished_per_minute,
+            }
+        return {
+            "at": now,
+            "every": self.check_seconds,
+            "queues": queues,
+            "workers": None if workers is None else len(workers.queues),
+            "redis_seconds": redis_seconds,
+        }
