@@ -310,6 +310,15 @@ def on_success(recorder: Recorder, sender: Any = None, **_: Any) -> None:
     recorder.emit("succeeded", task_id, now, **_finish_fields(recorder, sender, task_id, now))
 
 
+def _error_fields(exception: Any, einfo: Any) -> dict[str, Any]:
+    is_exception = isinstance(exception, BaseException)
+    return {
+        "exc_type": _error_type(exception) if is_exception else None,
+        "exc_message": _error_message(exception) if is_exception else None,
+        "traceback": str(getattr(einfo, "traceback", "") or "") or None,
+    }
+
+
 @_guarded
 def on_failure(
     recorder: Recorder,
@@ -319,39 +328,16 @@ def on_failure(
     einfo: Any = None,
     **_: Any,
 ) -> None:
-    request = getattr(sender, "request", None)
-    if getattr(request, "is_eager", False):
+    # Also connected to task_internal_error: Celery's own tracing failed around the task, which
+    # then may not report a failure itself.
+    if getattr(getattr(sender, "request", None), "is_eager", False):
         return
     now = time.time()
     recorder.emit(
         "failed",
         task_id,
         now,
-        exc_type=_error_type(exception) if exception is not None else None,
-        exc_message=_error_message(exception) if exception is not None else None,
-        traceback=str(getattr(einfo, "traceback", "") or "") or None,
-        **_finish_fields(recorder, sender, str(task_id), now),
-    )
-
-
-@_guarded
-def on_internal_error(
-    recorder: Recorder,
-    sender: Any = None,
-    task_id: Any = None,
-    exception: Any = None,
-    einfo: Any = None,
-    **_: Any,
-) -> None:
-    # Celery's own tracing failed around the task: the task may not report a failure itself.
-    now = time.time()
-    recorder.emit(
-        "failed",
-        task_id,
-        now,
-        exc_type=_error_type(exception) if exception is not None else None,
-        exc_message=_error_message(exception) if exception is not None else None,
-        traceback=str(getattr(einfo, "traceback", "") or "") or None,
+        **_error_fields(exception, einfo),
         **_finish_fields(recorder, sender, str(task_id), now),
     )
 
@@ -381,9 +367,7 @@ def on_retry(
         pid=os.getpid(),
         runtime=(now - started) if started is not None else None,
         span_id=run_span_id(sender, task_id),
-        exc_type=_error_type(exc) if isinstance(exc, BaseException) else None,
-        exc_message=_error_message(exc) if isinstance(exc, BaseException) else None,
-        traceback=str(getattr(einfo, "traceback", "") or "") or None,
+        **_error_fields(exc, einfo),
     )
 
 
@@ -477,7 +461,7 @@ _RECEIVERS: list[tuple[Any, Callable[..., None]]] = [
     (signals.task_success, on_success),
     (signals.task_failure, on_failure),
     (signals.task_retry, on_retry),
-    (signals.task_internal_error, on_internal_error),
+    (signals.task_internal_error, on_failure),
     (signals.task_revoked, on_revoked),
     (signals.task_rejected, on_rejected),
     (signals.task_unknown, on_unknown),

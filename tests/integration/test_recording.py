@@ -107,7 +107,8 @@ def test_chain_records_parent_and_root(worker, redis_client):
     result = chain(sync_inventory.si("SKU-9"), notify_customer.si(42, "restocked")).delay()
     child = wait_until(redis_client, finished(result.id), what="second task of the chain")
     parent_id = result.parent.id
-    parent = TaskRun.objects.get(task_id=parent_id)
+    # the parent ran in the other pool process: its events may arrive a flush interval later
+    parent = wait_until(redis_client, finished(parent_id), what="first task of the chain")
     assert (parent.queue, parent.input_id, parent.state) == ("inventory", "SKU-9", "SUCCESS")
     assert (child.parent_id, child.root_id, child.input_id) == (parent_id, parent_id, "42")
 
