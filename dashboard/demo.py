@@ -233,9 +233,6 @@ DEMO_LOGINS = (
     ("operator", "demo-operator", "operator", "staff, role operator: view, retry, cancel"),
     ("viewer", "demo-viewer", "viewer", "staff, role viewer: read only"),
 )
-# Given directly too, so operator and viewer can read the rows even where the role groups are not
-# set up (they are made by ``dashboard.roles`` after every migrate).
-DEMO_VIEW_PERMISSIONS = ("view_taskrun", "view_taskattempt")
 
 
 def ensure_demo_logins() -> list[DemoLogin]:
@@ -245,16 +242,15 @@ def ensure_demo_logins() -> list[DemoLogin]:
     ``password_works`` says whether the demo password still logs it in.
     """
     from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group, Permission
+    from django.contrib.auth.models import Group
 
     user_model = get_user_model()
-    permissions = list(
-        Permission.objects.filter(
-            content_type__app_label="dashboard", codename__in=DEMO_VIEW_PERMISSIONS
-        )
-    )
-    if len(permissions) != len(DEMO_VIEW_PERMISSIONS):
-        raise RuntimeError("dashboard permissions missing: run `manage.py migrate` first")
+    # The role groups carry the permissions; every migrate keeps them (dashboard.roles).
+    groups = {
+        g.name: g for g in Group.objects.filter(name__in=[group for _, _, group, _ in DEMO_LOGINS])
+    }
+    if len(groups) != len(DEMO_LOGINS):
+        raise RuntimeError("role groups missing: run `manage.py migrate` first")
     logins = []
     for username, password, group_name, role in DEMO_LOGINS:
         user: Any = user_model.objects.filter(username=username).first()
@@ -265,10 +261,7 @@ def ensure_demo_logins() -> list[DemoLogin]:
                 user = user_model.objects.create_superuser(username, email, password)
             else:
                 user = user_model.objects.create_user(username, email, password, is_staff=True)
-                user.user_permissions.add(*permissions)
-        group = Group.objects.filter(name=group_name).first()
-        if group is not None:
-            user.groups.add(group)
+        user.groups.add(groups[group_name])
         works = created or user.check_password(password)
         logins.append(DemoLogin(username, password, role, created, works))
     return logins

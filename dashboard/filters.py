@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlencode
 
@@ -44,7 +43,6 @@ class TaskFilter:
     until: dt.datetime | None = None
     window: str = ""
     q: str = ""
-    _extra: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
     def is_empty(self) -> bool:
@@ -150,7 +148,3 @@ def parse_task_filter(params: QueryDict, *, now: dt.datetime | None = None) -> T
         window=window,
         q=_text(params, "q"),
     )
-
-
-def states_label(states: Sequence[str], labels: Mapping[str, str]) -> str:
-    return ", ".join(labels.get(s, s) for s in states)

@@ -77,9 +77,7 @@ def task_action(request: HtmxHttpRequest, task_id: str, kind: str) -> HttpRespon
     return _respond(request, task_id, result, None)
 
 
-def _bulk_inputs(
-    request: HtmxHttpRequest, data: QueryDict
-) -> tuple[str, list[str], TaskFilter | None]:
+def _bulk_inputs(data: QueryDict) -> tuple[str, list[str], TaskFilter | None]:
     kind = data.get("action", "")
     ids = [i for i in data.getlist("task_id") if i][:20_000]
     task_filter = None if ids else parse_task_filter(data)
@@ -91,7 +89,7 @@ def _bulk_inputs(
 def bulk_confirm(request: HtmxHttpRequest) -> HttpResponse:
     """The confirmation step: the exact count, the filter in words, a reason to type."""
     try:
-        kind, ids, task_filter = _bulk_inputs(request, request.GET)
+        kind, ids, task_filter = _bulk_inputs(request.GET)
         scope = bulk_scope(user=request.user, kind=kind, task_ids=ids, task_filter=task_filter)  # type: ignore[arg-type]
     except (ActionInputError, FilterError) as exc:
         return render(request, "dashboard/bad_request.html", {"message": str(exc)}, status=400)
@@ -113,7 +111,7 @@ def bulk_confirm(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
     try:
-        kind, ids, task_filter = _bulk_inputs(request, request.POST)
+        kind, ids, task_filter = _bulk_inputs(request.POST)
         expected = request.POST.get("expected_count", "")
         result = task_runs_bulk(
             user=request.user,  # type: ignore[arg-type]

@@ -86,7 +86,6 @@ def task_detail_page(request: HtmxHttpRequest, task_id: str) -> HttpResponse:
     context = {
         "detail": detail,
         "task": detail.task,
-        "now": now,
         "timeline": task_timeline(detail, now=now),
         "actions": actions_on_task(task_id=task_id),
     }

@@ -133,9 +133,23 @@ def test_malformed_traceparent_gives_no_trace_id():
     assert "trace_id" not in row
 
 
-@pytest.mark.parametrize("key", [-1, 0, 256, 257, 258, 1 << 40 | 3])
-def test_state_from_key_round_trip(key):
-    assert state_from_key(key) in {PENDING, RECEIVED, STARTED, RETRY, SUCCESS}
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        (-1, PENDING),  # no event yet
+        (0, PENDING),  # attempt 0, waiting
+        (1, RECEIVED),
+        (2, STARTED),
+        (256, RETRY),  # attempt 1, waiting: a Celery retry
+        (258, STARTED),
+        (1 << 40 | 1, REJECTED),
+        (1 << 40 | 2, FAILURE),
+        (1 << 40 | 256 | 3, SUCCESS),
+        (1 << 40 | 4, REVOKED),
+    ],
+)
+def test_state_from_key(key, expected):
+    assert state_from_key(key) == expected
 
 
 STORIES = [story_success, story_retry_then_fail]
