@@ -3,13 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-fast lint format bench clean
+.PHONY: demo test test-reliability lint format audit lock bench clean
 
-$(VENV)/.installed: pyproject.toml
+# Installs are constrained to requirements.lock, the dependency set `make audit` checks.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tasktrail needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $@
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev,bench]'
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -23,6 +28,10 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed lint
 	$(PY) -m pytest
 
+## make test-reliability: the long fault and load variants (minutes; the short ones run in make test)
+test-reliability: $(VENV)/.installed
+	$(PY) -m pytest -m reliability
+
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -33,8 +42,21 @@ format: $(VENV)/.installed
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-## make bench: side-by-side throughput benchmarks (not part of make test)
-bench: $(VENV)/.installed
+## make audit: known vulnerabilities in the locked dependency set (pip-audit)
+audit: $(VENV)/.installed
+	$(PY) .ci/audit.py requirements.lock
+
+## make lock: rewrite requirements.lock from a fresh resolve of pyproject.toml's ranges
+lock:
+	rm -rf var/lock-venv
+	$(PYTHON) -m venv var/lock-venv
+	var/lock-venv/bin/pip install --quiet -e '.[dev,bench]'
+	{ sed -n 1,2p requirements.lock; var/lock-venv/bin/pip freeze --exclude-editable; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	rm -rf var/lock-venv
+
+## make bench: side-by-side benchmarks against Flower and django-celery-results (not in make test)
+bench: $(VENV)/.bench-installed
 	$(PY) -m bench
 
 clean:
