@@ -1,0 +1,187 @@
+"""Fault and load tests: real worker processes, a real ``manage.py monitor`` process, the real
+broker and database, all on loopback. Each test is bounded in time and stops what it starts.
+
+Every test has a short variant (``make test``) and a long one with the figures of the issue
+(``@pytest.mark.reliability``, ``make test-reliability``): see ``sized``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db.models import Count
+
+from dashboard.ingest.stream import GROUP
+from dashboard.models import TaskAttempt, TaskRun
+from tests.integration.conftest import ROOT, Worker, database_url_for_children, start_worker
+from tests.reliability import tasks as rtasks
+from workers import recorder
+
+__all__ = ["start_worker"]  # the integration fixture, for the tests of this package
+
+pytestmark = pytest.mark.integration
+
+INCLUDE = "tests.integration.tasks,tests.reliability.tasks"
+
+on_postgresql = pytest.mark.skipif(
+    not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
+    reason="needs a database server to take away (runs on PostgreSQL; SQLite is a local file)",
+)
+
+
+def sized(name: str, short: Any, long: Any) -> Any:
+    """Parametrize ``name`` with the short size (``make test``) and the long one (marked)."""
+    return pytest.mark.parametrize(
+        name,
+        [
+            pytest.param(short, id="short"),
+            pytest.param(long, id="long", marks=pytest.mark.reliability),
+        ],
+    )
+
+
+def reliability_worker(name: str, **kwargs: Any) -> Worker:
+    """A worker that runs the reliability tasks (not started)."""
+    return Worker(name=name, include=INCLUDE, **kwargs)
+
+
+@dataclass
+class MonitorProcess:
+    """``manage.py monitor`` as its own process, output collected."""
+
+    database_url: str = ""
+    consumer: str = "reliability-monitor"
+    env: dict[str, str] = field(default_factory=dict)
+    args: Sequence[str] = ("--no-alerts",)
+    process: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+
+    def start(self) -> MonitorProcess:
+        env = {
+            **os.environ,
+            "REDIS_URL": settings.REDIS_URL,
+            "DATABASE_URL": self.database_url or database_url_for_children(),
+            "TASKTRAIL_STREAM": settings.TASKTRAIL_STREAM,
+            "PYTHONUNBUFFERED": "1",
+            **self.env,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "monitor", "--consumer", self.consumer, *self.args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._collect, args=(self.process,), daemon=True).start()
+        return self
+
+    def _collect(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.output.append(line)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.output)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        return process.returncode
+
+
+@pytest.fixture
+def start_monitor(redis_client: Any, transactional_db: Any) -> Iterator[Callable[..., Any]]:
+    monitors: list[MonitorProcess] = []
+
+    def start(**kwargs: Any) -> MonitorProcess:
+        monitor = MonitorProcess(**kwargs).start()
+        monitors.append(monitor)
+        return monitor
+
+    yield start
+    for monitor in monitors:
+        monitor.stop()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+def publish_ticks(count: int, prefix: str, first: int = 0) -> list[str]:
+    """Publish ``count`` tick tasks (input ids ``prefix-<first>`` …); their task ids."""
+    ids = [rtasks.tick.delay(f"{prefix}-{i}").id for i in range(first, first + count)]
+    recorder.flush()  # the publish events of this process
+    return ids
+
+
+def ticks_done(client: Any) -> int:
+    return int(client.get(rtasks.counter_key()) or 0)
+
+
+def backlog(client: Any) -> int:
+    """Entries no monitor has acknowledged yet (acknowledged entries are deleted)."""
+    return int(client.xlen(settings.TASKTRAIL_STREAM))
+
+
+def pending(client: Any) -> int:
+    try:
+        return int(client.xpending(settings.TASKTRAIL_STREAM, GROUP)["pending"])
+    except Exception:  # no group yet: nothing pending
+        return 0
+
+
+def finished_rows() -> int:
+    return TaskRun.objects.filter(finished_at__isnull=False).count()
+
+
+def assert_exactly_one_correct_row_each(client: Any, prefix: str, count: int) -> None:
+    """Every tick published with ``prefix`` has one complete SUCCESS row and one attempt; the
+    database holds nothing else; the stream has nothing left to process."""
+    rows = TaskRun.objects.filter(name=rtasks.tick.name)
+    assert rows.count() == count
+    assert set(rows.values_list("input_id", flat=True)) == {f"{prefix}-{i}" for i in range(count)}
+    complete = rows.filter(
+        state="SUCCESS",
+        published_at__isnull=False,
+        received_at__isnull=False,
+        started_at__isnull=False,
+        finished_at__isnull=False,
+        retries=0,
+        exc_type__isnull=True,
+    )
+    assert complete.count() == count, list(rows.exclude(pk__in=complete).values()[:5])
+    attempts = TaskAttempt.objects.filter(task_id__in=rows.values("task_id"))
+    assert attempts.count() == count
+    assert attempts.filter(attempt=0, outcome="SUCCESS", finished_at__isnull=False).count() == count
+    duplicated = TaskAttempt.objects.values("task_id").annotate(n=Count("id")).filter(n__gt=1)
+    assert not duplicated.exists()
+    assert backlog(client) == 0
+    assert pending(client) == 0

@@ -1,0 +1,36 @@
+"""Tasks only the reliability tests use (workers import them with ``--include``)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import redis
+from celery import shared_task
+
+_local = threading.local()
+
+
+def counter_key() -> str:
+    """Counts finished ``tick`` tasks in Redis: what the workers did, whatever the monitor does.
+
+    Under the stream's prefix, so the suite's Redis clean-up removes it."""
+    from django.conf import settings
+
+    return settings.TASKTRAIL_STREAM + ":reliability:ticks"
+
+
+def _client() -> redis.Redis:
+    client = getattr(_local, "client", None)
+    if client is None or getattr(_local, "pid", None) != os.getpid():
+        from django.conf import settings
+
+        client = _local.client = redis.Redis.from_url(settings.REDIS_URL)
+        _local.pid = os.getpid()
+    return client
+
+
+# No result: the workers touch only Redis, so they run on while the monitor's database is away.
+@shared_task(tasktrail_input_id="ref", ignore_result=True)
+def tick(ref: str) -> None:
+    _client().incr(counter_key())
