@@ -7,6 +7,7 @@ Valkey, see ``workers.embedded_redis``), ``SECRET_KEY``, ``DEBUG``, ``ALLOWED_HO
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import secrets
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_celery_results",
+    "axes",
     "dashboard",
 ]
 
@@ -71,6 +73,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "dashboard.security.ContentSecurityPolicyMiddleware",
+    # Last: turns a login refused by the lockout into the "locked out" page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dashboard.urls"
@@ -113,9 +118,56 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# The lockout check runs before the password check (dashboard.security.LoginLockoutBackend).
+AUTHENTICATION_BACKENDS = [
+    "dashboard.security.LoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "overview"
 LOGOUT_REDIRECT_URL = "login"
+
+# -- security -------------------------------------------------------------------------------------
+# Login lockout (django-axes): after TASKTRAIL_LOGIN_FAILURES failed logins for one username from
+# one IP address, that pair is refused (429) for TASKTRAIL_LOGIN_LOCKOUT_MINUTES. Per pair, so
+# someone guessing from one address cannot lock the user out everywhere. A success resets the
+# count. Unlock early: `manage.py axes_reset_username NAME` (or the Access attempts admin).
+AXES_FAILURE_LIMIT = int(os.environ.get("TASKTRAIL_LOGIN_FAILURES", "5"))
+AXES_COOLOFF_TIME = dt.timedelta(
+    minutes=int(os.environ.get("TASKTRAIL_LOGIN_LOCKOUT_MINUTES", "15"))
+)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+# Behind a reverse proxy REMOTE_ADDR is the proxy: AXES_CLIENT_IP_CALLABLE must then name a function
+# that reads the client address the proxy sets.
+AXES_CLIENT_IP_CALLABLE = os.environ.get("TASKTRAIL_CLIENT_IP_CALLABLE") or None
+
+# Headers on every response (Django's defaults, stated): no framing, no MIME sniffing, the referrer
+# only to this origin. The Content-Security-Policy is set by dashboard.security.
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True  # htmx sends the token from the page (base.html), not the cookie
+
+# Production over HTTPS: TASKTRAIL_HTTPS=true (with DEBUG false) makes cookies secure-only, sends
+# HSTS and redirects plain HTTP. Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and
+# strips it from clients), also TASKTRAIL_PROXY_SSL_HEADER=true.
+HTTPS = env_bool("TASKTRAIL_HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS and env_bool("TASKTRAIL_SSL_REDIRECT", True)
+SECURE_HSTS_SECONDS = int(os.environ.get("TASKTRAIL_HSTS_SECONDS", "31536000")) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS and env_bool("TASKTRAIL_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = HTTPS and env_bool("TASKTRAIL_HSTS_PRELOAD", False)
+if env_bool("TASKTRAIL_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SILENCED_SYSTEM_CHECKS = [
+    # HSTS preload is a commitment of the whole domain, made by its owner (TASKTRAIL_HSTS_PRELOAD).
+    "security.W021",
+]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
