@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import redis
 from celery import shared_task
@@ -34,3 +35,18 @@ def _client() -> redis.Redis:
 @shared_task(tasktrail_input_id="ref", ignore_result=True)
 def tick(ref: str) -> None:
     _client().incr(counter_key())
+
+
+def release_key() -> str:
+    from django.conf import settings
+
+    return settings.TASKTRAIL_STREAM + ":reliability:release"
+
+
+@shared_task(tasktrail_input_id="ref")
+def hold(ref: str, seconds: float) -> str:
+    """Run for ``seconds``, or until the release key is set."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not _client().exists(release_key()):
+        time.sleep(0.1)
+    return ref
