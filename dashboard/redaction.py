@@ -29,6 +29,17 @@ def redact(value: Any, keys: Iterable[str]) -> Any:
     return value
 
 
+def _shown(value: Any) -> str:
+    """Pretty JSON that is always valid UTF-8: a lone surrogate (kept by the recorder as a
+    ``\\udcxx`` escape) is shown as that escape instead of breaking the page."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 @dataclass(frozen=True)
 class ShownCall:
     args: str | None  # pretty JSON, redacted
@@ -52,11 +63,9 @@ def redacted_call(
                     else redact(v, keys)
                     for i, v in enumerate(args)
                 ]
-            shown_args = json.dumps(args, indent=2, ensure_ascii=False)
+            shown_args = _shown(args)
         if kwargs_json is not None:
-            shown_kwargs = json.dumps(
-                redact(json.loads(kwargs_json), keys), indent=2, ensure_ascii=False
-            )
+            shown_kwargs = _shown(redact(json.loads(kwargs_json), keys))
     except (ValueError, TypeError):
         return ShownCall("(unreadable)", "(unreadable)")
     return ShownCall(shown_args, shown_kwargs)

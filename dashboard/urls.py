@@ -1,8 +1,24 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, register_converter
 
 from dashboard.views import actions, alerts, api, pages
+
+
+class TaskIdConverter:
+    """A task id is whatever the publisher chose (``apply_async(task_id=...)``): any characters,
+    "/" and line breaks included, so every recorded task has a page."""
+
+    regex = "(?s:.+)"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(TaskIdConverter, "task_id")
 
 urlpatterns = [
     path("", pages.overview_page, name="overview"),
@@ -10,14 +26,14 @@ urlpatterns = [
     path("tasks/stats/", pages.task_stats_page, name="task-stats"),
     path("tasks/bulk/", actions.bulk_confirm, name="bulk-confirm"),
     path("tasks/bulk/run", actions.bulk_action, name="bulk-action"),
-    path("tasks/<str:task_id>/", pages.task_detail_page, name="task-detail"),
-    path("tasks/<str:task_id>/<str:kind>", actions.task_action, name="task-action"),
+    path("tasks/<task_id:task_id>/", pages.task_detail_page, name="task-detail"),
+    path("tasks/<task_id:task_id>/<str:kind>", actions.task_action, name="task-action"),
     path("audit/", actions.audit_page, name="audit"),
     path("queues/", pages.queues_page, name="queues"),
     path("incidents/", alerts.incidents_page, name="incidents"),
     path("metrics", alerts.metrics_view, name="metrics"),
     path("api/tasks", api.api_tasks, name="api-tasks"),
-    path("api/tasks/<str:task_id>", api.api_task, name="api-task"),
+    path("api/tasks/<task_id:task_id>", api.api_task, name="api-task"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
