@@ -22,9 +22,15 @@ from types import FrameType
 from typing import Final
 
 RESULTS_DIR: Final = Path(__file__).resolve().parent / "results"
-SECTIONS: Final = ("worker", "ingest", "publish")
-QUICK: Final = {"tasks": 600, "rounds": 1, "events": 5_000, "publish_calls": 300}
-DEFAULTS: Final = {"tasks": 3_000, "rounds": 3, "events": 50_000, "publish_calls": 2_000}
+SECTIONS: Final = ("worker", "scaling", "ingest", "pages", "publish")
+QUICK: Final = {
+    "tasks": 600, "io_tasks": 400, "rounds": 1, "sizes": "1000,5000", "events": 40_000,
+    "page_rows": 1_000_000, "page_repeat": 3, "publish_calls": 300,
+}  # fmt: skip
+DEFAULTS: Final = {
+    "tasks": 3_000, "io_tasks": 1_000, "rounds": 3, "sizes": "1000,10000,100000",
+    "events": 200_000, "page_rows": 1_000_000, "page_repeat": 5, "publish_calls": 2_000,
+}  # fmt: skip
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -33,11 +39,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     names = (*SECTIONS, *VARIANTS)
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="tasktrail benchmarks: worker overhead, monitor ingest, publish cost.",
+        description="tasktrail benchmarks: worker overhead, scaling, monitor ingest, dashboard "
+        "pages at 1M rows, publish cost.",
     )
-    parser.add_argument("--tasks", type=int, help="N tasks per worker measurement (default 3000).")
+    parser.add_argument("--tasks", type=int, help="N no-op tasks per worker measurement (3000).")
+    parser.add_argument("--io-tasks", type=int, help="N 10 ms tasks per worker measurement (1000).")
     parser.add_argument("--rounds", type=int, help="Rounds per section (default 3).")
-    parser.add_argument("--events", type=int, help="E events for the ingest (default 50,000).")
+    parser.add_argument("--sizes", help="Scaling sizes, comma-separated (1000,10000,100000).")
+    parser.add_argument("--events", type=int, help="E events per ingest measurement (200,000).")
+    parser.add_argument("--page-rows", type=int, help="Rows for the pages (1,000,000).")
+    parser.add_argument("--page-repeat", type=int, help="Timed requests per page (5).")
     parser.add_argument(
         "--publish-calls", type=int, help="Timed apply_async calls per process (default 2000)."
     )
@@ -67,23 +78,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             f"--only: unknown {', '.join(sorted(unknown))} (choose from {', '.join(names)})"
         )
     options.only = only
-    if options.tasks <= 200:
-        parser.error("--tasks must be more than 200 (the first 200 completions are a warm-up)")
-    if min(options.rounds, options.events, options.publish_calls) < 1:
-        parser.error("--rounds, --events and --publish-calls must be positive")
+    if min(options.tasks, options.io_tasks) <= 200:
+        parser.error("--tasks and --io-tasks must be more than 200 (the first 200 are a warm-up)")
+    if min(options.rounds, options.events, options.publish_calls, options.page_repeat) < 1:
+        parser.error("--rounds, --events, --page-repeat and --publish-calls must be positive")
+    try:
+        options.sizes = [int(size) for size in str(options.sizes).split(",") if size.strip()]
+    except ValueError:
+        parser.error("--sizes: comma-separated numbers of tasks")
     return options
 
 
-def selected(only: set[str]) -> tuple[list[str], bool, bool]:
-    """Worker variants to run, whether to run the ingest, whether to run the publish cost."""
+def selected(only: set[str]) -> tuple[list[str], set[str]]:
+    """Worker variants to run, and the other sections to run."""
     from bench.worker_overhead import DEFAULT_VARIANTS, VARIANTS
 
     if not only:
-        return list(DEFAULT_VARIANTS), True, True
+        return list(DEFAULT_VARIANTS), set(SECTIONS)
     variants = [v for v in VARIANTS if ("worker" in only and v in DEFAULT_VARIANTS) or v in only]
     if variants and "plain" not in variants:
         variants.insert(0, "plain")
-    return variants, "ingest" in only, "publish" in only
+    return variants, only & set(SECTIONS)
 
 
 def log(message: str) -> None:
@@ -98,7 +113,7 @@ def main(argv: list[str]) -> int:
     options = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
-    variants, run_ingest, run_publish = selected(options.only)
+    variants, sections = selected(options.only)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
     import django
@@ -107,7 +122,7 @@ def main(argv: list[str]) -> int:
     from django.conf import settings
     from django.core.management import call_command
 
-    from bench import ingest, machine, publish_cost, worker_overhead
+    from bench import ingest, machine, pages_section, publish_cost, scaling, worker_overhead
     from bench.context import Bench
     from bench.report import Header, Report
 
@@ -133,11 +148,8 @@ def main(argv: list[str]) -> int:
         packages=machine.packages(),
         load_start=machine.load(),
     )
-    report = Report(
-        header,
-        tasks=options.tasks,
-        rounds=options.rounds,
-    )
+    kinds = {"noop": options.tasks, "io10": options.io_tasks}
+    report = Report(header, tasks=kinds, rounds=options.rounds)
     log(f"run {bench.run_id}: {header.database}, {header.redis}; child logs in {log_dir}")
 
     def section(name: str, body: Callable[[], object]) -> None:
@@ -155,18 +167,31 @@ def main(argv: list[str]) -> int:
                 "worker overhead",
                 lambda: report.workers.extend(
                     worker_overhead.run(
-                        bench, variants, tasks=options.tasks, rounds=options.rounds, log=log
+                        bench, variants, tasks=kinds, rounds=options.rounds, log=log
                     )
                 ),
             )
-        if run_ingest:
+        if "scaling" in sections:
+            section(
+                "scaling", lambda: report.scaling.extend(scaling.run(bench, options.sizes, log))
+            )
+        if "ingest" in sections:
             section(
                 "monitor ingest",
                 lambda: report.ingests.extend(
                     ingest.run(bench, events=options.events, rounds=options.rounds, log=log)
                 ),
             )
-        if run_publish:
+        if "pages" in sections:
+
+            def pages() -> None:
+                log(f"dashboard pages at {options.page_rows:,} rows")
+                report.pages = pages_section.run(
+                    bench, rows=options.page_rows, repeat=options.page_repeat
+                )
+
+            section("pages", pages)
+        if "publish" in sections:
             section(
                 "publish cost",
                 lambda: report.publishes.extend(

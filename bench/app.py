@@ -1,7 +1,9 @@
 """The Celery app of the benchmarks: ``celery -A bench.app worker``, ``python -m bench.publisher``.
 
-One no-op task, ``bench.noop(order_id)``, that INCRs a Redis counter (so the driver can watch the
-consume rate without a result backend). The variant is chosen by environment variables, set by the
+One task, ``bench.noop(order_id)``, that INCRs a Redis counter (so the driver can watch the
+consume rate without a result backend): a no-op, or with ``BENCH_SLEEP_MS`` set, a stand-in for an
+I/O-bound task that first sleeps that long (``time.sleep``: waiting, no CPU, the GIL released, like
+a call to another service). The variant is chosen by environment variables, set by the
 driver (``bench.worker_overhead``, ``bench.publish_cost``):
 
 ``BENCH_VARIANT``
@@ -14,12 +16,17 @@ driver (``bench.worker_overhead``, ``bench.publish_cost``):
     ``djdb``       django-celery-results (``result_backend="django-db"``), Django configured from
                    ``dashboard.settings``, Celery's default of closing the database connection after
                    every task (``CELERY_DB_REUSE_MAX`` not set).
+    ``flower``     plain Celery with task events on (the driver starts the worker with ``-E`` and
+                   Flower consuming them); the event exchange is ``BENCH_EVENT_EXCHANGE``.
     ``djdb-reuse`` the same with ``CELERY_DB_REUSE_MAX`` (``BENCH_DB_REUSE_MAX``, default 1000),
                    ``task_track_started`` and ``result_extended``: what a dashboard would need.
 ``BENCH_QUEUE``    the queue the task is published to and the worker consumes (default ``bench``).
 ``BENCH_COUNTER``  the Redis key the task increments (default ``bench:counter``).
 ``BENCH_STREAM``   the recorder's stream (default ``bench:events``): never the production stream.
 ``REDIS_URL``      broker, counter and stream (required: the driver passes its own).
+``BENCH_SLEEP_MS`` milliseconds the task sleeps before its INCR (default 0: a no-op).
+``BENCH_EVENT_EXCHANGE`` Celery's event exchange (default ``celeryev``); the driver names it after
+                   the run, so its bindings are the run's own and deleted with it.
 ``BENCH_REMOTE_CONTROL`` ``1``: keep Celery's remote control (pidbox) on; off by default.
 """
 
@@ -27,13 +34,16 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import types
 from typing import Final
 
 import redis
 from celery import Celery
 
-VARIANTS: Final = ("plain", "recorder", "recorder-alone", "recorder-tracing", "djdb", "djdb-reuse")
+VARIANTS: Final = (
+    "plain", "recorder", "recorder-alone", "recorder-tracing", "djdb", "djdb-reuse", "flower",
+)  # fmt: skip
 
 VARIANT: Final = os.environ.get("BENCH_VARIANT", "plain")
 if VARIANT not in VARIANTS:
@@ -41,6 +51,7 @@ if VARIANT not in VARIANTS:
 QUEUE: Final = os.environ.get("BENCH_QUEUE", "bench")
 COUNTER: Final = os.environ.get("BENCH_COUNTER", "bench:counter")
 STREAM: Final = os.environ.get("BENCH_STREAM", "bench:events")
+SLEEP: Final = float(os.environ.get("BENCH_SLEEP_MS") or 0) / 1000
 REDIS_URL: Final = os.environ.get("REDIS_URL", "")
 if not REDIS_URL:
     raise RuntimeError("bench.app needs REDIS_URL (python -m bench sets it for its subprocesses)")
@@ -63,6 +74,7 @@ app.conf.update(
     # No pidbox by default: nothing shared on the broker (keys other workers use) is created or
     # left behind. BENCH_REMOTE_CONTROL=1 turns it on (Celery's default) for comparison.
     worker_enable_remote_control=os.environ.get("BENCH_REMOTE_CONTROL") == "1",
+    event_exchange=os.environ.get("BENCH_EVENT_EXCHANGE") or "celeryev",
 )
 
 if USES_DJANGO:
@@ -85,4 +97,6 @@ _counter_client = redis.Redis.from_url(REDIS_URL)  # its pool reconnects after a
 
 @app.task(name="bench.noop")
 def noop(order_id: int) -> None:
+    if SLEEP:
+        time.sleep(SLEEP)
     _counter_client.incr(COUNTER)

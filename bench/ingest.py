@@ -1,12 +1,13 @@
-"""Section 2: how fast one monitor turns a stream backlog into rows.
+"""Section 3: how fast monitor processes turn a stream backlog into rows, with 1 and 2 of them.
 
 E events of realistic tasks (per task: published, received, started, succeeded; one task in ten
 retried once by Celery and succeeding on its second attempt; one in twenty failing with a
 traceback) are built with ``workers.events.make_event``, ordered by time as they would arrive,
 packed with ``encode_batch`` ~100 events to an entry and XADDed to a stream of the run's own. Then
-``Monitor(StreamConsumer(...)).run(drain=True)`` — the monitor's code, in this process, with its
-default batch size — drains it into the database; only that call is timed. The rows (task ids with
-the measurement's prefix) are deleted afterwards.
+P ``manage.py monitor --no-alerts`` processes (one consumer group, their default batch of 200
+entries) drain it into the database. The rate is taken from the first batch acknowledged (the
+stream shrinks) to the empty stream, over the events left at that moment: process start-up is not
+in it. The rows (task ids with the measurement's prefix) are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 from typing import Final
 
 import redis
-from django.db import connection
 
 from bench.context import Bench
+from bench.procs import ChildFailed, Process
 from workers.events import Event, encode_batch, make_event
 
 EVENTS_PER_ENTRY: Final = 100
@@ -52,8 +53,14 @@ shop.payments.gateway.PaymentDeclined: card declined for payment PAY-{n}: insuff
 """
 
 
+PROCESSES: Final = (1, 2)
+POLL_SECONDS: Final = 0.005
+DRAIN_TIMEOUT: Final = 300.0
+
+
 @dataclass(frozen=True)
 class Measurement:
+    processes: int
     round: int
     events: int
     entries: int
@@ -72,52 +79,90 @@ class Measurement:
         return self.rows / self.seconds
 
 
-def run(bench: Bench, *, events: int, rounds: int, log: Callable[[str], None]) -> list[Measurement]:
+def run(
+    bench: Bench,
+    *,
+    events: int,
+    rounds: int,
+    log: Callable[[str], None],
+    processes: Sequence[int] = PROCESSES,
+) -> list[Measurement]:
     results = []
     for round_no in range(1, rounds + 1):
-        log(f"monitor ingest: round {round_no}/{rounds}, {events} events")
-        result = measure(bench, round_no, events)
-        log(
-            f"  {result.events_per_second:,.0f} events/s, {result.rows_per_second:,.0f} rows/s "
-            f"({result.seconds:.2f}s); {result.check}"
-        )
-        results.append(result)
+        order = list(processes) if round_no % 2 else list(reversed(processes))
+        for count in order:
+            log(f"monitor ingest: round {round_no}/{rounds}, {count} monitor(s), {events} events")
+            result = measure(bench, round_no, events, count)
+            log(
+                f"  {result.events_per_second:,.0f} events/s, {result.rows_per_second:,.0f} "
+                f"rows/s ({result.seconds:.2f}s); {result.check}"
+            )
+            results.append(result)
     return results
 
 
-def measure(bench: Bench, round_no: int, target_events: int) -> Measurement:
-    from dashboard.ingest.monitor import Monitor
-    from dashboard.ingest.stream import StreamConsumer
-
-    stream = bench.stream("ingest", round_no)
-    prefix = bench.task_prefix("ingest", round_no)
+def measure(bench: Bench, round_no: int, target_events: int, processes: int) -> Measurement:
+    stream = bench.stream("ingest", processes, round_no)
+    prefix = bench.task_prefix("ingest", processes, round_no)
     events, tasks, attempts = build_events(prefix, target_events, t0=time.time() - 3600)
     entries = _append(bench.client, stream, events)
-    # The client the ``monitor`` command builds.
-    client = redis.Redis.from_url(
-        bench.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
-    )
+    env = bench.child_env(TASKTRAIL_STREAM=stream)
+    monitors = [
+        bench.procs.python(
+            f"ingest-monitor-{processes}-{round_no}-{i}",
+            ["manage.py", "monitor", "--consumer", f"bench-ingest-{i}", "--no-alerts"],
+            env,
+        )
+        for i in range(processes)
+    ]
     try:
-        monitor = Monitor(StreamConsumer(client, stream, consumer=f"bench-ingest-{round_no}"))
-        connection.ensure_connection()
-        start = time.perf_counter()
-        stats = monitor.run(drain=True)
+        start, left = _first_ack(bench.client, stream, entries, monitors)
+        deadline = time.perf_counter() + DRAIN_TIMEOUT
+        while bench.client.xlen(stream):
+            _check_running(monitors)
+            if time.perf_counter() > deadline:
+                raise ChildFailed(f"monitors still behind after {DRAIN_TIMEOUT:.0f}s")
+            time.sleep(POLL_SECONDS)
         seconds = time.perf_counter() - start
         rows, check = _check_rows(prefix, tasks, attempts)
     finally:
-        client.close()
+        for monitor in monitors:
+            bench.procs.stop(monitor)
         _delete_rows(prefix)
         bench.cleanup()
+    share = left / entries
     return Measurement(
+        processes=processes,
         round=round_no,
-        events=stats.events,
+        events=round(len(events) * share),
         entries=entries,
         tasks=tasks,
-        rows=rows,
+        rows=round(rows * share),
         seconds=seconds,
-        rejected=stats.rejected,
+        rejected=0,
         check=check,
     )
+
+
+def _first_ack(
+    client: redis.Redis, stream: str, entries: int, monitors: Sequence[Process]
+) -> tuple[float, int]:
+    """When the stream first shrinks (a batch written and acknowledged), and the entries left."""
+    deadline = time.perf_counter() + DRAIN_TIMEOUT
+    while True:
+        left = int(client.xlen(stream))
+        if left < entries:
+            return time.perf_counter(), left
+        _check_running(monitors)
+        if time.perf_counter() > deadline:
+            raise ChildFailed("no monitor wrote anything")
+        time.sleep(POLL_SECONDS)
+
+
+def _check_running(monitors: Sequence[Process]) -> None:
+    for monitor in monitors:
+        if not monitor.running():
+            raise ChildFailed(f"{monitor.name} exited early\n{monitor.tail()}")
 
 
 # -- events --------------------------------------------------------------------------------------

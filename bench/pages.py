@@ -1,17 +1,19 @@
 """Dashboard pages at 1,000,000 task rows, beside django-celery-results' admin on the same rows.
 
-    python -m bench.pages [--rows 1000000] [--repeat 7] [--keep]
+    python -m bench.pages [--rows 1000000] [--repeat 7] [--regenerate] [--json PATH]
 
 Needs PostgreSQL (``BENCH_PAGES_DATABASE_URL``, default the local server, database
 ``tasktrail_pages``, created and migrated if missing). Rows are generated in SQL with
 ``generate_series`` (a realistic mix: 20 task names, 3 queues, mostly successes, 30 days), once;
-later runs reuse them unless the count differs. Each page is requested through Django's test client
+later runs reuse them unless the count differs (``python -m bench --only pages`` runs this module
+as a child and reads ``--json``). Each page is requested through Django's test client
 as a logged-in superuser: server time only, median of ``--repeat`` after one warm-up request.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -136,11 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument("--json", type=Path, help="Also write the timings here, as JSON.")
     args = parser.parse_args(argv)
     url = os.environ.get("BENCH_PAGES_DATABASE_URL", DEFAULT_URL)
     _setup(url)
+    generated_seconds = None
     if args.regenerate or _row_count() != args.rows:
+        started = time.perf_counter()
         _generate(args.rows)
+        generated_seconds = time.perf_counter() - started
 
     from django.contrib.auth.models import User
     from django.test import Client
@@ -196,12 +202,25 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|",
     ]
     their_ms = {label: _time(label, fetch, args.repeat) for label, fetch in theirs}
+    timings = []
     for label, fetch in ours:
         ms = _time(label, fetch, args.repeat)
         other = their_ms.get(label)
+        timings.append({"page": label, "tasktrail_ms": ms, "admin_ms": other})
         verdict = "met" if ms <= GOAL_MS else "**not met**"
         lines.append(
             f"| {label} | {ms:.1f} | {'' if other is None else f'{other:.0f}'} | {verdict} |"
+        )
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": args.rows,
+                    "repeat": args.repeat,
+                    "generated_seconds": generated_seconds,
+                    "pages": timings,
+                }
+            )
         )
     report = "\n".join(lines) + "\n"
     print(report)

@@ -16,20 +16,29 @@ per task. The monitor starts
 before the worker and writes the N "published" events first (its start-up and that one-off backlog
 would otherwise fall into the timed window in some rounds and not others); in the window it writes
 the events the worker produces, three per task.
+
+Two task kinds: ``noop`` (one Redis INCR) and ``io10`` (``time.sleep(0.01)`` then the INCR: an
+I/O-bound task that waits 10 ms without using the CPU, like a call to another service). Kinds
+alternate within a round like the variants.
+
+The Flower variant runs the worker with ``-E`` (task events on) and Flower 2.x as a real process
+consuming them (``bench.flower``); its RSS after the drain is reported.
 """
 
 from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from django.db.models import Count
 
+from bench import flower as bench_flower
 from bench.context import Bench
 from bench.procs import ChildFailed, Process
+from bench.rss import tree_rss_mb
 
 VARIANTS: Final[dict[str, str]] = {
     "plain": "(a) plain Celery: no Django, no result backend",
@@ -38,9 +47,11 @@ VARIANTS: Final[dict[str, str]] = {
     "recorder-tracing": "(b+t) (b) + OpenTelemetry tracing on, OTLP/HTTP to a loopback sink",
     "djdb": "(c) django-celery-results, Celery default (DB connection closed after every task)",
     "djdb-reuse": "(d) django-celery-results + CELERY_DB_REUSE_MAX + track_started + extended",
+    "flower": "(e) task events on (`-E`), Flower 2.2 consuming them",
 }
+KINDS: Final[dict[str, float]] = {"noop": 0.0, "io10": 10.0}  # kind -> ms the task sleeps
 # (b') is a diagnostic (how much of (b)'s cost is the monitor's CPU): run it with --only.
-DEFAULT_VARIANTS: Final = ("plain", "recorder", "recorder-tracing", "djdb", "djdb-reuse")
+DEFAULT_VARIANTS: Final = ("plain", "recorder", "recorder-tracing", "djdb", "djdb-reuse", "flower")
 MONITORED: Final = ("recorder", "recorder-tracing")  # variants measured with a monitor beside
 WARMUP_TASKS: Final = 200
 POLL_SECONDS: Final = 0.005
@@ -54,6 +65,7 @@ WORKER_ARGS: Final = (
 @dataclass(frozen=True)
 class Measurement:
     variant: str
+    kind: str
     round: int
     tasks_per_second: float
     counted: int  # completions inside the timed window
@@ -62,24 +74,28 @@ class Measurement:
     monitor_cpu_ms: float | None = None  # recorder: CPU per task in the window: monitor
     backlog_entries: int | None = None  # recorder: stream entries not yet written at the last task
     check: str = ""  # what was found in the database afterwards
+    flower_rss_mb: float | None = None  # Flower's RSS after the drain
 
 
 def run(
     bench: Bench,
     variants: Sequence[str],
     *,
-    tasks: int,
+    tasks: Mapping[str, int],
     rounds: int,
     log: Callable[[str], None],
 ) -> list[Measurement]:
-    if tasks <= WARMUP_TASKS:
-        raise ValueError(f"--tasks must be more than the {WARMUP_TASKS} warm-up tasks")
+    """``tasks``: N per task kind (the kinds to run)."""
+    if min(tasks.values()) <= WARMUP_TASKS:
+        raise ValueError(f"N must be more than the {WARMUP_TASKS} warm-up tasks")
     results: list[Measurement] = []
     for round_no in range(1, rounds + 1):
+        kinds = list(tasks) if round_no % 2 else list(reversed(tasks))
         order = list(variants) if round_no % 2 else list(reversed(variants))
-        for variant in order:
-            log(f"worker overhead: round {round_no}/{rounds}, {variant}, {tasks} tasks")
-            result = measure(bench, variant, round_no, tasks)
+        for kind, variant in ((k, v) for k in kinds for v in order):
+            n = tasks[kind]
+            log(f"worker overhead: round {round_no}/{rounds}, {kind}, {variant}, {n} tasks")
+            result = measure(bench, variant, kind, round_no, n)
             extra = ""
             if result.backlog_entries is not None:
                 extra = f"; entries not yet written at the last task: {result.backlog_entries}"
@@ -89,21 +105,30 @@ def run(
     return results
 
 
-def measure(bench: Bench, variant: str, round_no: int, tasks: int) -> Measurement:
-    queue = bench.queue("worker", variant, round_no)
-    counter = bench.key("counter", variant, round_no)
-    stream = bench.stream("events", variant, round_no)
-    prefix = bench.task_prefix(variant, round_no)
+def measure(bench: Bench, variant: str, kind: str, round_no: int, tasks: int) -> Measurement:
+    queue = bench.queue("worker", variant, kind, round_no)
+    counter = bench.key("counter", variant, kind, round_no)
+    stream = bench.stream("events", variant, kind, round_no)
+    prefix = bench.task_prefix(variant, kind, round_no)
     env = bench.child_env(
-        BENCH_VARIANT=variant, BENCH_QUEUE=queue, BENCH_COUNTER=counter, BENCH_STREAM=stream
+        BENCH_VARIANT=variant,
+        BENCH_QUEUE=queue,
+        BENCH_COUNTER=counter,
+        BENCH_STREAM=stream,
+        BENCH_SLEEP_MS=str(KINDS[kind]),
+        BENCH_EVENT_EXCHANGE=bench.queue("celeryev", variant, kind, round_no),
     )
     sink = _otlp_sink(bench, env, round_no) if variant == "recorder-tracing" else None
     if sink is not None:
         env = {**env, **sink[1]}
+    flower: tuple[Process, int] | None = None
+    flower_rss = None
     try:
         _publish(bench, env, variant, round_no, tasks, prefix, queue)
         monitor: Process | None = None
         try:
+            if variant == "flower":
+                flower = bench_flower.start(bench, f"flower-{kind}-{round_no}", env)
             if variant in MONITORED:
                 monitor = bench.procs.python(
                     f"monitor-{round_no}",
@@ -117,7 +142,8 @@ def measure(bench: Bench, variant: str, round_no: int, tasks: int) -> Measuremen
             worker = bench.procs.python(
                 f"worker-{variant}-{round_no}",
                 ["-m", "celery", "-A", "bench.app", "worker", "-Q", queue,
-                 "-n", f"bench-{variant}-{round_no}@%h", *WORKER_ARGS],
+                 "-n", f"bench-{variant}-{round_no}@%h", *WORKER_ARGS,
+                 *(["-E"] if variant == "flower" else [])],
                 env,
             )  # fmt: skip
             try:
@@ -136,10 +162,16 @@ def measure(bench: Bench, variant: str, round_no: int, tasks: int) -> Measuremen
                 )
             if monitor is not None:  # every event written before the rows are checked
                 _wait_drained(bench, stream, monitor)
+            if flower is not None:
+                flower_rss = tree_rss_mb(flower[0].pid)
+                check = _check_flower(flower[1], tasks)
         finally:
             if monitor is not None:
                 bench.procs.stop(monitor)
-        check = _check_rows(variant, prefix, tasks)
+            if flower is not None:
+                bench.procs.stop(flower[0])
+        if flower is None:
+            check = _check_rows(variant, prefix, tasks)
     finally:
         if sink is not None:
             bench.procs.stop(sink[0])
@@ -147,6 +179,7 @@ def measure(bench: Bench, variant: str, round_no: int, tasks: int) -> Measuremen
         bench.cleanup()
     return Measurement(
         variant=variant,
+        kind=kind,
         round=round_no,
         tasks_per_second=watched.rate,
         counted=watched.counted,
@@ -155,6 +188,7 @@ def measure(bench: Bench, variant: str, round_no: int, tasks: int) -> Measuremen
         monitor_cpu_ms=watched.cpu_ms_per_task(watched.monitor_cpu),
         backlog_entries=backlog,
         check=check,
+        flower_rss_mb=flower_rss,
     )
 
 
@@ -278,6 +312,16 @@ def _wait_drained(bench: Bench, stream: str, monitor: Process) -> None:
                 f"({bench.client.xlen(stream)} entries left)\n{monitor.tail()}"
             )
         time.sleep(0.02)
+
+
+def _check_flower(port: int, tasks: int) -> str:
+    """What Flower holds once the worker has finished (its events may still be arriving)."""
+    deadline = time.perf_counter() + 30
+    while True:
+        states = bench_flower.task_states(port)
+        if states.get("SUCCESS", 0) >= tasks or time.perf_counter() > deadline:
+            return f"Flower holds {_states(states)} of {tasks}"
+        time.sleep(0.5)
 
 
 def _check_rows(variant: str, prefix: str, tasks: int) -> str:
