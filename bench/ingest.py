@@ -5,9 +5,10 @@ retried once by Celery and succeeding on its second attempt; one in twenty faili
 traceback) are built with ``workers.events.make_event``, ordered by time as they would arrive,
 packed with ``encode_batch`` ~100 events to an entry and XADDed to a stream of the run's own. Then
 P ``manage.py monitor --no-alerts`` processes (one consumer group, their default batch of 200
-entries) drain it into the database. The rate is taken from the first batch acknowledged (the
-stream shrinks) to the empty stream, over the events left at that moment: process start-up is not
-in it. The rows (task ids with the measurement's prefix) are deleted afterwards.
+entries) drain it into the database. The rate is all E events over the time from the first
+monitor's "reading" line (its start-up done, its loop about to begin) to the empty stream: process
+start-up is not in it; a second monitor that starts a little later counts against the pair. The
+rows (task ids with the measurement's prefix) are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ shop.payments.gateway.PaymentDeclined: card declined for payment PAY-{n}: insuff
 PROCESSES: Final = (1, 2)
 POLL_SECONDS: Final = 0.005
 DRAIN_TIMEOUT: Final = 300.0
+READY_LINE: Final = ": reading "  # "monitor <consumer>: reading <stream>"
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def measure(bench: Bench, round_no: int, target_events: int, processes: int) -> 
         for i in range(processes)
     ]
     try:
-        start, left = _first_ack(bench.client, stream, entries, monitors)
+        start = _first_ready(monitors)
         deadline = time.perf_counter() + DRAIN_TIMEOUT
         while bench.client.xlen(stream):
             _check_running(monitors)
@@ -130,33 +132,28 @@ def measure(bench: Bench, round_no: int, target_events: int, processes: int) -> 
             bench.procs.stop(monitor)
         _delete_rows(prefix)
         bench.cleanup()
-    share = left / entries
     return Measurement(
         processes=processes,
         round=round_no,
-        events=round(len(events) * share),
+        events=len(events),
         entries=entries,
         tasks=tasks,
-        rows=round(rows * share),
+        rows=rows,
         seconds=seconds,
         rejected=0,
         check=check,
     )
 
 
-def _first_ack(
-    client: redis.Redis, stream: str, entries: int, monitors: Sequence[Process]
-) -> tuple[float, int]:
-    """When the stream first shrinks (a batch written and acknowledged), and the entries left."""
+def _first_ready(monitors: Sequence[Process]) -> float:
+    """When the first monitor says it starts reading (printed just before its loop)."""
     deadline = time.perf_counter() + DRAIN_TIMEOUT
-    while True:
-        left = int(client.xlen(stream))
-        if left < entries:
-            return time.perf_counter(), left
+    while not any(READY_LINE in monitor.output() for monitor in monitors):
         _check_running(monitors)
         if time.perf_counter() > deadline:
-            raise ChildFailed("no monitor wrote anything")
+            raise ChildFailed("no monitor started")
         time.sleep(POLL_SECONDS)
+    return time.perf_counter()
 
 
 def _check_running(monitors: Sequence[Process]) -> None:

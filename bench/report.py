@@ -284,8 +284,9 @@ class Report:
             f"per measurement, {ingest.EVENTS_PER_ENTRY} events "
             "per stream entry (4 events per task; 1 in 10 retried once then succeeding, 8 events; "
             f"1 in 20 failing with a traceback), into {self.header.database}. `manage.py monitor "
-            "--no-alerts` processes, default batch of 200 entries; rate from the first batch "
-            "acknowledged to the empty stream. Rows: TaskRun + TaskAttempt rows written.",
+            "--no-alerts` processes (one consumer group), default batch of 200 entries; all events "
+            "over the time from the first monitor ready (start-up done) to the empty stream. "
+            "Rows: TaskRun + TaskAttempt rows written.",
             "",
             *_table(["monitors", "events/s", "per round", "ratio to one", "rows/s", "goal"], rows),
             "",
