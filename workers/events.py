@@ -170,15 +170,16 @@ def validate_event(item: object) -> str | None:
         return f"event is a {type(item).__name__}, not a map"
     v = item.get("v")
     if type(v) is not int or v != SCHEMA_VERSION:
-        return f"unsupported schema version {v!r}"
-    if item.get("kind") not in KINDS:
-        return f"unknown kind {item.get('kind')!r}"
+        return f"unsupported schema version {_show(v)}"
+    kind = item.get("kind")
+    if not isinstance(kind, str) or kind not in KINDS:  # a list or a map is not even hashable
+        return f"unknown kind {_show(kind)}"
     task_id = item.get("task_id")
     if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_ID:
         return "task_id missing or not a string of 1-255 characters"
     ts: Any = item.get("ts")
     if not _is_number(ts) or not _MIN_TS <= ts < _MAX_TS:
-        return f"ts {ts!r} is not a plausible Unix time"
+        return f"ts {_show(ts)} is not a plausible Unix time"
     for key, value in item.items():
         spec = FIELDS.get(key)
         if spec is None or value is None:
@@ -201,6 +202,15 @@ def validate_event(item: object) -> str | None:
         if isinstance(value, str) and "\x00" in value:
             return f"field {key!r} contains a NUL character"
     return None
+
+
+def _show(value: object, limit: int = 200) -> str:
+    """A short repr of a value from the stream, which may be nested too deeply even to print."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"<deeply nested {type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _is_number(value: object) -> bool:

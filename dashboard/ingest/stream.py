@@ -130,5 +130,8 @@ def _raw_bytes(raw: Any) -> bytes:
     try:
         text = json.dumps(raw, default=repr, ensure_ascii=False)
     except Exception:
-        text = repr(raw)
+        try:
+            text = repr(raw)
+        except RecursionError:  # nested deeper than Python can print: keep what it is
+            text = f"<{type(raw).__name__} nested too deeply to print>"
     return text.encode("utf-8", "backslashreplace")[:65536]

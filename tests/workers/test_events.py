@@ -60,6 +60,8 @@ def test_unknown_fields_are_ignored_on_decode():
         ("text", "not a map"),
         ({"v": 2, "kind": "received", "task_id": "a", "ts": T}, "schema version"),
         ({"v": 1, "kind": "nope", "task_id": "a", "ts": T}, "unknown kind"),
+        ({"v": 1, "kind": [], "task_id": "a", "ts": T}, "unknown kind"),
+        ({"v": 1, "kind": {"a": 1}, "task_id": "a", "ts": T}, "unknown kind"),
         ({"v": 1, "kind": "received", "task_id": "", "ts": T}, "task_id"),
         ({"v": 1, "kind": "received", "task_id": "a" * 256, "ts": T}, "task_id"),
         ({"v": 1, "kind": "received", "task_id": "a", "ts": float("nan")}, "ts"),
@@ -72,6 +74,20 @@ def test_unknown_fields_are_ignored_on_decode():
 )
 def test_validate_event_says_why(item, reason):
     assert reason in (validate_event(item) or "")
+
+
+def nested(depth):
+    value = None
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("key", ["v", "kind", "ts"])
+def test_value_nested_too_deeply_to_print_is_rejected_without_raising(key):
+    item = {"v": 1, "kind": "received", "task_id": "a", "ts": T, key: nested(1000)}
+    decoded, [rejected] = decode_entry({b"e": msgpack.packb([item])})
+    assert decoded == [] and "deeply nested list" in rejected.reason
 
 
 @settings(max_examples=500, deadline=None)

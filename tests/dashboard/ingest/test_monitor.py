@@ -53,6 +53,8 @@ def test_drain_writes_rows_and_empties_the_stream(redis_client):
                 [{"v": 1, "kind": "started", "task_id": "x", "ts": 1.8e9, "pid": 2**40}]
             )
         },
+        {b"e": msgpack.packb([{"v": 1, "kind": [], "task_id": "x", "ts": 1.8e9}])},
+        {b"e": b"\x91" * 1000 + b"\xc0"},  # an event nested deeper than Python can print
     ],
 )
 def test_malformed_entry_goes_to_dead_letter_and_good_ones_still_land(redis_client, fields):
