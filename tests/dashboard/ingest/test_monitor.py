@@ -5,12 +5,15 @@ from __future__ import annotations
 import msgpack
 import pytest
 from django.conf import settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from dashboard.ingest.monitor import Monitor
 from dashboard.ingest.stream import StreamConsumer
 from dashboard.models import TaskRun
 from tests.conftest import event, new_task_id, story_success
-from workers.events import encode_batch
+from workers.events import FIELDS, KINDS, decode_entry, encode_batch
 
 pytestmark = pytest.mark.django_db
 
@@ -151,3 +154,74 @@ def test_periodic_jobs_run_in_the_loop_and_a_failing_one_does_not_stop_it(redis_
     stats = monitor.run(drain=True)
     assert stats.events == 4
     assert "ok" in calls and "broken" in calls
+
+
+# -- fuzz: whatever the stream holds, the monitor goes on and accounts for every item ------------
+
+_texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | _texts
+    | st.binary(max_size=12),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_texts, children, max_size=3),
+    max_leaves=8,
+)
+# Valid headers with arbitrary values in the known fields (these reach the database), and now
+# and then one header replaced by anything.
+_near_valid = st.tuples(
+    st.fixed_dictionaries(
+        {
+            "v": st.just(1),
+            "kind": st.sampled_from(sorted(KINDS)),
+            "task_id": st.text(
+                alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=16
+            ).map(lambda s: "fz-" + s),
+            "ts": st.floats(946_684_800.0, 4_102_444_800.0),
+        },
+        optional={
+            name: _values | st.integers(-(2**31), 2**31 - 1) | st.floats() for name in FIELDS
+        },
+    ),
+    st.none() | st.tuples(st.sampled_from(["v", "kind", "task_id", "ts"]), _values),
+).map(lambda pair: pair[0] if pair[1] is None else {**pair[0], pair[1][0]: pair[1][1]})
+_entries = st.one_of(
+    st.binary(max_size=256).map(lambda b: {b"e": b}),
+    st.lists(_values, max_size=3).map(lambda items: {b"e": msgpack.packb(items)}),
+    st.lists(_near_valid, min_size=1, max_size=4).map(lambda items: {b"e": msgpack.packb(items)}),
+    st.dictionaries(st.binary(min_size=1, max_size=4), st.binary(max_size=16), min_size=1),
+)
+
+
+@hypothesis_settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(entries=st.lists(_entries, min_size=1, max_size=5), good_at=st.integers(0, 5))
+def test_any_stream_content_never_stops_the_monitor_and_each_bad_item_is_dead_lettered(
+    redis_client, transactional_db, entries, good_at
+):
+    stream = settings.TASKTRAIL_STREAM
+    redis_client.delete(stream, stream + ":dead")
+    good = new_task_id()
+    entries = list(entries)
+    entries.insert(min(good_at, len(entries)), encode_batch(story_success(good)))
+    ids = [redis_client.xadd(stream, fields) for fields in entries]
+
+    stats = make_monitor(redis_client, name=f"fuzz-{good}").run(drain=True)  # never raises
+
+    assert TaskRun.objects.get(task_id=good).state == "SUCCESS"  # the good events still land
+    assert redis_client.xlen(stream) == 0
+    assert redis_client.xpending(stream, "tasktrail-monitor")["pending"] == 0
+    dead = [fields for _, fields in redis_client.xrange(stream + ":dead")]
+    assert all(fields[b"reason"] for fields in dead)
+    assert stats.rejected == len(dead)
+    for entry_id, fields in zip(ids, entries, strict=True):
+        decoded, rejected = decode_entry(fields)
+        assert sum(d[b"entry"] == entry_id for d in dead) == len(rejected)
+        for item in decoded:  # valid: stored, or refused by the database and set aside
+            stored = TaskRun.objects.filter(task_id=item["task_id"]).exists()
+            assert stored or any(d[b"reason"].startswith(b"not writable") for d in dead)
