@@ -111,7 +111,10 @@ class Monitor:
         for entry_id, fields in entries:
             if not fields:
                 continue  # deleted while pending: already processed
-            decoded, rejected = decode_entry(fields)
+            try:
+                decoded, rejected = decode_entry(fields)
+            except Exception as exc:  # a decoder bug must not make the entry a poison pill
+                decoded, rejected = [], [Rejected(f"decoder failed: {exc!r}"[:500], fields)]
             events.extend(decoded)
             if rejected:
                 self._reject(entry_id, rejected)

@@ -225,3 +225,24 @@ def test_any_stream_content_never_stops_the_monitor_and_each_bad_item_is_dead_le
         for item in decoded:  # valid: stored, or refused by the database and set aside
             stored = TaskRun.objects.filter(task_id=item["task_id"]).exists()
             assert stored or any(d[b"reason"].startswith(b"not writable") for d in dead)
+
+
+def test_entry_the_decoder_fails_on_is_dead_lettered_and_the_rest_lands(redis_client, monkeypatch):
+    from dashboard.ingest import monitor as monitor_module
+
+    real_decode = monitor_module.decode_entry
+
+    def failing(fields):
+        if fields.get(b"e") == b"poison":
+            raise RuntimeError("decoder bug")
+        return real_decode(fields)
+
+    monkeypatch.setattr(monitor_module, "decode_entry", failing)
+    good = new_task_id()
+    redis_client.xadd(settings.TASKTRAIL_STREAM, {b"e": b"poison"})
+    redis_client.xadd(settings.TASKTRAIL_STREAM, encode_batch(story_success(good)))
+    stats = make_monitor(redis_client).run(drain=True)
+    assert (stats.rejected, TaskRun.objects.get(task_id=good).state) == (1, "SUCCESS")
+    [(_, dead)] = redis_client.xrange(settings.TASKTRAIL_STREAM + ":dead")
+    assert dead[b"reason"].startswith(b"decoder failed: RuntimeError")
+    assert redis_client.xlen(settings.TASKTRAIL_STREAM) == 0
