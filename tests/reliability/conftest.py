@@ -29,7 +29,6 @@ from workers import recorder
 
 __all__ = ["start_worker"]  # the integration fixture, for the tests of this package
 
-pytestmark = pytest.mark.integration
 
 INCLUDE = "tests.integration.tasks,tests.reliability.tasks"
 
