@@ -90,26 +90,47 @@ class TaskFilter:
         return ", ".join(parts) or "all tasks"
 
 
-def _text(params: QueryDict, key: str) -> str:
+def text_param(params: QueryDict, key: str, *, limit: int = MAX_VALUE_LENGTH) -> str:
+    """A text parameter, stripped; refused when longer than ``limit`` or holding a NUL (which
+    PostgreSQL cannot compare with)."""
     value = (params.get(key) or "").strip()
-    if len(value) > MAX_VALUE_LENGTH:
-        raise FilterError(f"“{key}” is longer than {MAX_VALUE_LENGTH} characters.")
+    if len(value) > limit:
+        raise FilterError(f"“{key}” is longer than {limit} characters.")
     if "\x00" in value:
         raise FilterError(f"“{key}” contains a NUL character.")
     return value
+
+
+_text = text_param
+
+
+def is_task_id(value: str) -> bool:
+    """Whether ``value`` can be a recorded task id (the monitor keeps 1-255 characters, no NUL)."""
+    return 0 < len(value) <= MAX_VALUE_LENGTH and "\x00" not in value
+
+
+def parse_number(value: str | None, *, maximum: int = 2**63 - 1) -> int | None:
+    """A whole number written in ASCII digits, at most ``maximum`` (what a database integer
+    holds); None for anything else ("", "-1", "1.5", "²", 40 nines)."""
+    if not value or not value.isascii() or not value.isdigit() or len(value) > 19:
+        return None
+    number = int(value)
+    return number if number <= maximum else None
 
 
 def parse_datetime(value: str, key: str) -> dt.datetime:
     """An ISO 8601 date or date-time; naive values are UTC."""
     try:
         parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        else:
+            parsed = parsed.astimezone(dt.UTC)  # 0001-01-01T00:00+01:00 has no UTC time
+    except (ValueError, OverflowError):
         raise FilterError(
             f"“{key}” must be a date or date-time like 2026-11-23 or 2026-11-23T14:05, "
             f"not “{value[:40]}”."
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed
 
 

@@ -7,7 +7,7 @@ import binascii
 import datetime as dt
 from dataclasses import dataclass
 
-from dashboard.filters import FilterError
+from dashboard.filters import FilterError, parse_number
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,11 @@ class Cursor:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
             when, _, ident = raw.partition("|")
             parsed = dt.datetime.fromisoformat(when)
-            number = int(ident)
-        except (ValueError, binascii.Error, UnicodeDecodeError):
+            number = parse_number(ident)
+            if parsed.tzinfo is not None:
+                parsed = parsed.astimezone(dt.UTC)
+        except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
             raise problem from None
-        if parsed.tzinfo is None or number < 0:
+        if parsed.tzinfo is None or number is None:
             raise problem
         return cls(parsed, number)

@@ -13,7 +13,14 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboard.filters import FilterError, TaskFilter, parse_task_filter
+from dashboard.filters import (
+    FilterError,
+    TaskFilter,
+    is_task_id,
+    parse_number,
+    parse_task_filter,
+    text_param,
+)
 from dashboard.models import OperatorAction
 from dashboard.selectors.actions import actions_on_task, audit_log
 from dashboard.selectors.tasks import task_detail
@@ -65,7 +72,11 @@ def task_action(request: HtmxHttpRequest, task_id: str, kind: str) -> HttpRespon
     action = SINGLE_ACTIONS.get(kind)
     if action is None:
         return HttpResponse("Unknown action.", status=404)
+    if not is_task_id(task_id):
+        return HttpResponse("No task with this id has been recorded.", status=404)
     reason = request.POST.get("reason", "")
+    if "\x00" in reason:
+        return _respond(request, task_id, None, "The reason contains a NUL character.")
     if kind == "terminate" and request.POST.get("confirm", "").strip() != "TERMINATE":
         return _respond(
             request, task_id, None, "Type TERMINATE to confirm stopping a running task."
@@ -80,6 +91,8 @@ def task_action(request: HtmxHttpRequest, task_id: str, kind: str) -> HttpRespon
 def _bulk_inputs(data: QueryDict) -> tuple[str, list[str], TaskFilter | None]:
     kind = data.get("action", "")
     ids = [i for i in data.getlist("task_id") if i][:20_000]
+    if not all(is_task_id(i) for i in ids):
+        raise ActionInputError("A task id is longer than 255 characters or holds a NUL character.")
     task_filter = None if ids else parse_task_filter(data)
     return kind, ids, task_filter
 
@@ -112,14 +125,15 @@ def bulk_confirm(request: HtmxHttpRequest) -> HttpResponse:
 def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
     try:
         kind, ids, task_filter = _bulk_inputs(request.POST)
-        expected = request.POST.get("expected_count", "")
+        if "\x00" in request.POST.get("reason", ""):
+            raise ActionInputError("The reason contains a NUL character.")
         result = task_runs_bulk(
             user=request.user,  # type: ignore[arg-type]
             kind=kind,
             reason=request.POST.get("reason", ""),
             task_ids=ids,
             task_filter=task_filter,
-            expected_count=int(expected) if expected.isdigit() else None,
+            expected_count=parse_number(request.POST.get("expected_count")),
         )
     except (ActionInputError, FilterError) as exc:
         return render(request, "dashboard/bad_request.html", {"message": str(exc)}, status=400)
@@ -139,10 +153,12 @@ def audit_page(request: HtmxHttpRequest) -> HttpResponse:
         return render(
             request, "dashboard/bad_request.html", {"message": "Unknown action kind."}, status=400
         )
-    username = (request.GET.get("user") or "")[:150]
-    before = request.GET.get("before", "")
+    try:
+        username = text_param(request.GET, "user", limit=150)
+    except FilterError as exc:
+        return render(request, "dashboard/bad_request.html", {"message": str(exc)}, status=400)
     page = audit_log(
-        username=username, kind=kind, before_id=int(before) if before.isdigit() else None
+        username=username, kind=kind, before_id=parse_number(request.GET.get("before"))
     )
     return render(
         request,

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from dashboard import metrics
+from dashboard.filters import parse_number
 from dashboard.models import AlertIncident
 from dashboard.selectors.alerts import incident_page
 from dashboard.views.access import viewer_required
@@ -29,10 +30,7 @@ def incidents_page(request: HttpRequest) -> HttpResponse:
             {"message": f"Unknown rule. Use one of: {', '.join(AlertIncident.Rule.values)}."},
             status=400,
         )
-    try:
-        before = int(request.GET["before"]) if request.GET.get("before") else None
-    except ValueError:
-        before = None
+    before = parse_number(request.GET.get("before"))
     context = {
         "page": incident_page(before=before, rule=rule),
         "rule": rule,

@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from dashboard.filters import FilterError, parse_task_filter
+from dashboard.filters import FilterError, is_task_id, parse_number, parse_task_filter
 from dashboard.models import TaskAttempt, TaskRun
 from dashboard.pagination import Cursor
 from dashboard.redaction import redacted_call
@@ -101,12 +101,13 @@ def api_tasks(request: HttpRequest) -> HttpResponse:
     try:
         task_filter = parse_task_filter(request.GET)
         cursor = Cursor.decode(request.GET["cursor"]) if request.GET.get("cursor") else None
-        limit_text = request.GET.get("limit") or str(DEFAULT_PAGE_SIZE)
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE_SIZE:
+        limit = parse_number(request.GET.get("limit") or str(DEFAULT_PAGE_SIZE))
+        if limit is None or not 1 <= limit <= MAX_PAGE_SIZE:
             raise FilterError(f"“limit” must be a number from 1 to {MAX_PAGE_SIZE}.")
+        limit_text = str(limit)
     except FilterError as exc:
         return error(str(exc), 400)
-    page = task_list(task_filter=task_filter, cursor=cursor, limit=int(limit_text))
+    page = task_list(task_filter=task_filter, cursor=cursor, limit=limit)
     next_url = None
     if page.next_cursor is not None:
         query = task_filter.querystring(cursor=page.next_cursor.encode(), limit=limit_text)
@@ -117,7 +118,7 @@ def api_tasks(request: HttpRequest) -> HttpResponse:
 @require_GET
 @api_auth_required
 def api_task(request: HttpRequest, task_id: str) -> HttpResponse:
-    detail = task_detail(task_id=task_id)
+    detail = task_detail(task_id=task_id) if is_task_id(task_id) else None
     if detail is None:
         return error("No task with this id has been recorded.", 404)
     task = detail.task

@@ -10,7 +10,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HTMX_STOP_POLLING
 from django_htmx.middleware import HtmxDetails
 
-from dashboard.filters import WINDOWS, FilterError, parse_task_filter
+from dashboard.filters import WINDOWS, FilterError, is_task_id, parse_task_filter, text_param
 from dashboard.models import TaskState
 from dashboard.pagination import Cursor
 from dashboard.selectors.actions import actions_on_task
@@ -79,7 +79,7 @@ def task_list_page(request: HtmxHttpRequest) -> HttpResponse:
 @viewer_required
 @vary_on_headers("HX-Request")
 def task_detail_page(request: HtmxHttpRequest, task_id: str) -> HttpResponse:
-    detail = task_detail(task_id=task_id)
+    detail = task_detail(task_id=task_id) if is_task_id(task_id) else None
     if detail is None:
         raise Http404("No task with this id has been recorded.")
     now = timezone.now()
@@ -103,7 +103,10 @@ def task_stats_page(request: HtmxHttpRequest) -> HttpResponse:
     window = request.GET.get("window") or "24h"
     if window not in WINDOWS:
         return _bad_request(request, f"Unknown window. Use one of: {', '.join(WINDOWS)}.")
-    name = (request.GET.get("name") or "").strip()[:255]
+    try:
+        name = text_param(request.GET, "name")
+    except FilterError as exc:
+        return _bad_request(request, str(exc))
     stats = task_type_stats(since=timezone.now() - WINDOWS[window], name=name)
     return render(
         request,
