@@ -44,6 +44,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--tasks", type=int, help="N no-op tasks per worker measurement (3000).")
     parser.add_argument("--io-tasks", type=int, help="N 10 ms tasks per worker measurement (1000).")
+    parser.add_argument(
+        "--kinds", default="noop,io10", help="Task kinds for section 1 (default noop,io10)."
+    )
     parser.add_argument("--rounds", type=int, help="Rounds per section (default 3).")
     parser.add_argument("--sizes", help="Scaling sizes, comma-separated (1000,10000,100000).")
     parser.add_argument("--events", type=int, help="E events per ingest measurement (200,000).")
@@ -86,6 +89,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         options.sizes = [int(size) for size in str(options.sizes).split(",") if size.strip()]
     except ValueError:
         parser.error("--sizes: comma-separated numbers of tasks")
+    options.kinds = [kind.strip() for kind in options.kinds.split(",") if kind.strip()]
+    if not options.kinds or set(options.kinds) - {"noop", "io10"}:
+        parser.error("--kinds: noop, io10 or both")
     return options
 
 
@@ -148,7 +154,8 @@ def main(argv: list[str]) -> int:
         packages=machine.packages(),
         load_start=machine.load(),
     )
-    kinds = {"noop": options.tasks, "io10": options.io_tasks}
+    counts = {"noop": options.tasks, "io10": options.io_tasks}
+    kinds = {kind: counts[kind] for kind in options.kinds}
     report = Report(header, tasks=kinds, rounds=options.rounds)
     log(f"run {bench.run_id}: {header.database}, {header.redis}; child logs in {log_dir}")
 

@@ -13,6 +13,8 @@ driver (``bench.worker_overhead``, ``bench.publish_cost``):
     ``recorder-tracing`` ``recorder`` plus OpenTelemetry tracing as tasktrail sets it up
                    (``tracing.setup``: pool processes after the fork; exporting OTLP/HTTP to the
                    driver's ``bench.otlp_sink``, from ``OTEL_*`` variables the driver sets).
+    ``recorder-tracing-10pct`` the same app; the driver sets a parent-based 10% sampler (an
+                   extra row beside the always-on one, not a substitute for it).
     ``djdb``       django-celery-results (``result_backend="django-db"``), Django configured from
                    ``dashboard.settings``, Celery's default of closing the database connection after
                    every task (``CELERY_DB_REUSE_MAX`` not set).
@@ -42,8 +44,10 @@ import redis
 from celery import Celery
 
 VARIANTS: Final = (
-    "plain", "recorder", "recorder-alone", "recorder-tracing", "djdb", "djdb-reuse", "flower",
+    "plain", "recorder", "recorder-alone", "recorder-tracing", "recorder-tracing-10pct", "djdb",
+    "djdb-reuse", "flower",
 )  # fmt: skip
+TRACED: Final = ("recorder-tracing", "recorder-tracing-10pct")
 
 VARIANT: Final = os.environ.get("BENCH_VARIANT", "plain")
 if VARIANT not in VARIANTS:
@@ -83,11 +87,11 @@ if USES_DJANGO:
         app.conf.update(task_track_started=True, result_extended=True)
         # Celery's Django fix-up reads this un-namespaced name from the app's config.
         app.conf.CELERY_DB_REUSE_MAX = int(os.environ.get("BENCH_DB_REUSE_MAX", "1000"))
-elif VARIANT in ("recorder", "recorder-alone", "recorder-tracing"):
+elif VARIANT in ("recorder", "recorder-alone", *TRACED):
     from workers import recorder
 
     recorder.install(app, redis_url=REDIS_URL, stream=STREAM)
-    if VARIANT == "recorder-tracing":
+    if VARIANT in TRACED:
         from tracing.setup import install_worker_hooks
 
         install_worker_hooks()  # the publisher sets up itself (bench.publisher)

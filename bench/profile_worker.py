@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             BENCH_STREAM=bench.stream("events"),
             BENCH_SLEEP_MS=str(options.sleep_ms),
         )
-        sink = wo._otlp_sink(bench, env, 0) if variant == "recorder-tracing" else None
+        sink = wo._otlp_sink(bench, env, 0, variant) if variant in wo.TRACED else None
         if sink is not None:
             env = {**env, **sink[1]}
         prefix = bench.task_prefix("profile")

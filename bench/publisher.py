@@ -25,9 +25,9 @@ def main() -> None:
     parser.add_argument("--id-prefix", default="", help="Task ids <prefix><n> (default: uuids).")
     options = parser.parse_args()
 
-    from bench.app import VARIANT, noop
+    from bench.app import TRACED, VARIANT, noop
 
-    if VARIANT == "recorder-tracing":
+    if VARIANT in TRACED:
         from tracing.setup import setup
 
         setup("bench-publisher")  # messages carry traceparent: the worker continues the traces
@@ -43,11 +43,11 @@ def main() -> None:
             noop.apply_async((n,))
     seconds = time.perf_counter() - start
 
-    if VARIANT in ("recorder", "recorder-tracing"):
+    if VARIANT in ("recorder", *TRACED):
         from workers import recorder
 
         recorder.flush()  # the published events, before the process exits (not timed)
-    if VARIANT == "recorder-tracing":
+    if VARIANT in TRACED:
         from tracing.setup import shutdown
 
         shutdown()  # the producer spans (not timed)

@@ -167,9 +167,9 @@ class Report:
         lines += [
             "",
             "CPU ms/task: user + system CPU time used in the timed window by the worker (main "
-            "process and pool) and by the monitor, per task completed, median over rounds (from "
-            "/proc; less sensitive than tasks/s to other load). Not counted: Redis, PostgreSQL, "
-            "the OTLP sink, Flower.",
+            "process and pool), by the monitor and by the OTLP sink, per task completed, median "
+            "over rounds (from /proc; less sensitive than tasks/s to other load). Not counted: "
+            "Redis, PostgreSQL, Flower.",
         ]
         checks = []
         for m in self.workers:
@@ -200,12 +200,13 @@ class Report:
                     goal,
                     _median_ms([m.worker_cpu_ms for m in ms]),
                     _median_ms([m.monitor_cpu_ms for m in ms]),
+                    _median_ms([m.sink_cpu_ms for m in ms], digits=3),
                     f"Flower {median(rss):.0f} MB" if rss else "",
                 ]
             )
         return _table(
             ["variant", "tasks/s", "per round", "ratio to plain", "goal", "worker CPU ms/task",
-             "monitor CPU ms/task", "RSS"],
+             "monitor CPU ms/task", "OTLP sink CPU ms/task", "RSS"],
             rows,
         )  # fmt: skip
 
@@ -374,9 +375,9 @@ def _verdict(met: bool) -> str:
     return "met" if met else "**missed**"
 
 
-def _median_ms(values: Sequence[float | None]) -> str:
+def _median_ms(values: Sequence[float | None], digits: int = 2) -> str:
     known = [v for v in values if v is not None]
-    return f"{median(known):.2f}" if known else "-"
+    return f"{median(known):.{digits}f}" if known else "-"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

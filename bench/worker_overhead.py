@@ -45,14 +45,20 @@ VARIANTS: Final[dict[str, str]] = {
     "recorder": "(b) + tasktrail recorder; `manage.py monitor` writing rows",
     "recorder-alone": "(b') + tasktrail recorder; no monitor until the worker has finished",
     "recorder-tracing": "(b+t) (b) + OpenTelemetry tracing on, OTLP/HTTP to a loopback sink",
+    "recorder-tracing-10pct": "(b+t10) extra row: (b+t) with 10% of traces sampled",
     "djdb": "(c) django-celery-results, Celery default (DB connection closed after every task)",
     "djdb-reuse": "(d) django-celery-results + CELERY_DB_REUSE_MAX + track_started + extended",
     "flower": "(e) task events on (`-E`), Flower 2.2 consuming them",
 }
 KINDS: Final[dict[str, float]] = {"noop": 0.0, "io10": 10.0}  # kind -> ms the task sleeps
 # (b') is a diagnostic (how much of (b)'s cost is the monitor's CPU): run it with --only.
-DEFAULT_VARIANTS: Final = ("plain", "recorder", "recorder-tracing", "djdb", "djdb-reuse", "flower")
-MONITORED: Final = ("recorder", "recorder-tracing")  # variants measured with a monitor beside
+DEFAULT_VARIANTS: Final = (
+    "plain", "recorder", "recorder-tracing", "recorder-tracing-10pct", "djdb", "djdb-reuse",
+    "flower",
+)  # fmt: skip
+TRACED: Final = ("recorder-tracing", "recorder-tracing-10pct")  # an OTLP sink runs beside
+MONITORED: Final = ("recorder", *TRACED)  # variants measured with a monitor beside
+SAMPLERS: Final = {"recorder-tracing-10pct": ("parentbased_traceidratio", "0.1")}
 WARMUP_TASKS: Final = 200
 POLL_SECONDS: Final = 0.005
 STALL_SECONDS: Final = 120.0  # no task finished for this long: something is broken, stop
@@ -72,6 +78,7 @@ class Measurement:
     seconds: float
     worker_cpu_ms: float | None = None  # CPU per task in the window: worker and its pool
     monitor_cpu_ms: float | None = None  # recorder: CPU per task in the window: monitor
+    sink_cpu_ms: float | None = None  # tracing: CPU per task in the window: the OTLP sink
     backlog_entries: int | None = None  # recorder: stream entries not yet written at the last task
     check: str = ""  # what was found in the database afterwards
     flower_rss_mb: float | None = None  # Flower's RSS after the drain
@@ -118,7 +125,7 @@ def measure(bench: Bench, variant: str, kind: str, round_no: int, tasks: int) ->
         BENCH_SLEEP_MS=str(KINDS[kind]),
         BENCH_EVENT_EXCHANGE=bench.queue("celeryev", variant, kind, round_no),
     )
-    sink = _otlp_sink(bench, env, round_no) if variant == "recorder-tracing" else None
+    sink = _otlp_sink(bench, env, round_no, variant) if variant in TRACED else None
     if sink is not None:
         env = {**env, **sink[1]}
     flower: tuple[Process, int] | None = None
@@ -147,7 +154,7 @@ def measure(bench: Bench, variant: str, kind: str, round_no: int, tasks: int) ->
                 env,
             )  # fmt: skip
             try:
-                watched = _watch(bench, counter, tasks, worker, monitor)
+                watched = _watch(bench, counter, tasks, worker, monitor, sink[0] if sink else None)
                 backlog = int(bench.client.xlen(stream)) if monitor else None
             finally:
                 code = bench.procs.stop(worker)
@@ -186,6 +193,7 @@ def measure(bench: Bench, variant: str, kind: str, round_no: int, tasks: int) ->
         seconds=watched.end - watched.start,
         worker_cpu_ms=watched.cpu_ms_per_task(watched.worker_cpu),
         monitor_cpu_ms=watched.cpu_ms_per_task(watched.monitor_cpu),
+        sink_cpu_ms=watched.cpu_ms_per_task(watched.sink_cpu),
         backlog_entries=backlog,
         check=check,
         flower_rss_mb=flower_rss,
@@ -203,7 +211,7 @@ def _publish(
 ) -> None:
     # The producer has the recorder too in the recorder variant (publish headers, published events).
     records = variant.startswith("recorder")
-    as_variant = variant if variant == "recorder-tracing" else "recorder" if records else "plain"
+    as_variant = variant if variant in TRACED else "recorder" if records else "plain"
     publisher_env = {**env, "BENCH_VARIANT": as_variant}
     bench.procs.run_python(
         f"publish-{variant}-{round_no}",
@@ -223,6 +231,7 @@ class _Watched:
     counted: int
     worker_cpu: float | None  # CPU seconds used in the window
     monitor_cpu: float | None
+    sink_cpu: float | None
 
     @property
     def rate(self) -> float:
@@ -238,13 +247,18 @@ def _cpu_used(process: Process | None, since: float | None) -> float | None:
 
 
 def _watch(
-    bench: Bench, counter: str, tasks: int, worker: Process, monitor: Process | None
+    bench: Bench,
+    counter: str,
+    tasks: int,
+    worker: Process,
+    monitor: Process | None,
+    sink: Process | None,
 ) -> _Watched:
     """Poll the counter; the window runs from the first reading >= 200 to the first >= N."""
     children = [worker, *([monitor] if monitor else [])]
     start: float | None = None
     start_count = 0
-    worker_cpu = monitor_cpu = None
+    worker_cpu = monitor_cpu = sink_cpu = None
     last_count, last_change = -1, time.perf_counter()
     while True:
         count = int(bench.client.get(counter) or 0)
@@ -255,6 +269,7 @@ def _watch(
             start, start_count = now, count
             worker_cpu = worker.cpu_seconds()
             monitor_cpu = monitor.cpu_seconds() if monitor else None
+            sink_cpu = sink.cpu_seconds() if sink else None
         if count >= tasks and start is not None:
             return _Watched(
                 start=start,
@@ -262,6 +277,7 @@ def _watch(
                 counted=count - start_count,
                 worker_cpu=_cpu_used(worker, worker_cpu),
                 monitor_cpu=_cpu_used(monitor, monitor_cpu),
+                sink_cpu=_cpu_used(sink, sink_cpu),
             )
         if now - last_change > STALL_SECONDS:
             raise ChildFailed(
@@ -274,7 +290,9 @@ def _watch(
         time.sleep(POLL_SECONDS)
 
 
-def _otlp_sink(bench: Bench, env: dict[str, str], round_no: int) -> tuple[Process, dict[str, str]]:
+def _otlp_sink(
+    bench: Bench, env: dict[str, str], round_no: int, variant: str
+) -> tuple[Process, dict[str, str]]:
     """A loopback OTLP receiver for the tracing variant, and the OTEL_* variables pointing at it."""
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
@@ -292,10 +310,12 @@ def _otlp_sink(bench: Bench, env: dict[str, str], round_no: int) -> tuple[Proces
             if time.perf_counter() > deadline or not sink.running():
                 raise ChildFailed(f"the OTLP sink did not start\n{sink.tail()}") from None
             time.sleep(0.05)
+    # every task traced, except in the sampled extra row
+    sampler, ratio = SAMPLERS.get(variant, ("parentbased_always_on", ""))
     otel = {
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{port}/v1/traces",
-        # every task traced unless the driver's environment chooses a sampler (e.g. a ratio)
-        "OTEL_TRACES_SAMPLER": env.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on",
+        "OTEL_TRACES_SAMPLER": sampler,
+        "OTEL_TRACES_SAMPLER_ARG": ratio,
     }
     return sink, otel
 
@@ -369,4 +389,6 @@ def _cpu_text(result: Measurement) -> str:
         parts.append(f"worker {result.worker_cpu_ms:.2f}")
     if result.monitor_cpu_ms is not None:
         parts.append(f"monitor {result.monitor_cpu_ms:.2f}")
+    if result.sink_cpu_ms is not None:
+        parts.append(f"OTLP sink {result.sink_cpu_ms:.3f}")
     return f" (CPU ms/task: {', '.join(parts)})" if parts else ""
