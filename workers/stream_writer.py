@@ -10,8 +10,9 @@ builds them on its first event. What a process killed with SIGKILL can lose is w
 since the last flush: at most one flush interval of events.
 
 When Redis cannot be reached the batch is kept and retried with back-off; past ``max_buffered``
-events new ones are dropped and counted (``stats()``, a log warning, and the ``dropped`` field of
-the ``tasktrail:recorder`` hash once Redis answers again).
+events new ones are dropped and counted (``stats``, a log warning, and the ``dropped`` field of
+the ``<stream>:recorder`` hash, e.g. ``tasktrail:events:recorder``, once Redis answers
+again; a process that exits while Redis is down can only log them).
 """
 
 from __future__ import annotations
