@@ -29,7 +29,7 @@ QUICK: Final = {
 }  # fmt: skip
 DEFAULTS: Final = {
     "tasks": 3_000, "io_tasks": 1_000, "rounds": 3, "sizes": "1000,10000,100000",
-    "events": 200_000, "page_rows": 1_000_000, "page_repeat": 5, "publish_calls": 2_000,
+    "events": 150_000, "page_rows": 1_000_000, "page_repeat": 3, "publish_calls": 2_000,
 }  # fmt: skip
 
 
@@ -49,9 +49,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, help="Rounds per section (default 3).")
     parser.add_argument("--sizes", help="Scaling sizes, comma-separated (1000,10000,100000).")
-    parser.add_argument("--events", type=int, help="E events per ingest measurement (200,000).")
+    parser.add_argument("--events", type=int, help="E events per ingest measurement (150,000).")
     parser.add_argument("--page-rows", type=int, help="Rows for the pages (1,000,000).")
-    parser.add_argument("--page-repeat", type=int, help="Timed requests per page (5).")
+    parser.add_argument("--page-repeat", type=int, help="Timed requests per page (3).")
     parser.add_argument(
         "--publish-calls", type=int, help="Timed apply_async calls per process (default 2000)."
     )
