@@ -40,6 +40,13 @@ class ContentSecurityPolicyMiddleware:
         return response
 
 
+def lockout_username(request: HttpRequest, credentials: dict[str, Any] | None = None) -> str | None:
+    """The username a failed login is counted under, cut to Django's 150 characters (no account
+    has a longer one): a 100 kB username must not break the attempt's row."""
+    value = (credentials or {}).get("username") if credentials else request.POST.get("username")
+    return None if value is None else str(value)[:150]
+
+
 class LoginLockoutBackend(AxesStandaloneBackend):
     """Refuses a login while its username and client address are locked out.
 

@@ -139,6 +139,7 @@ AXES_COOLOFF_TIME = dt.timedelta(
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_USERNAME_CALLABLE = "dashboard.security.lockout_username"
 AXES_VERBOSE = False
 # Behind a reverse proxy REMOTE_ADDR is the proxy: AXES_CLIENT_IP_CALLABLE must then name a function
 # that reads the client address the proxy sets.

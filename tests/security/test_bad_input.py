@@ -209,3 +209,36 @@ def test_forged_cursor_in_the_api_is_a_json_400(admin_client, bad):
     response = admin_client.get(reverse("api-tasks"), {"cursor": BAD_CURSORS[bad]})
     assert response.status_code == 400
     assert "cursor" in response.json()["error"]
+
+
+@pytest.mark.parametrize("bad", list(BAD_VALUES))
+@pytest.mark.parametrize("field", ["username", "password", "next"])
+def test_login_field_bad_value_is_never_a_500(db, field, bad):
+    base = {"username": "someone", "password": "wrong", "next": "/"}
+    base.pop(field)
+    body = "&".join([f"{k}={quote(v)}" for k, v in base.items()] + [f"{field}={BAD_VALUES[bad]}"])
+    client = Client(raise_request_exception=False)
+    response = client.post(reverse("login"), body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200  # the form again, with its error
+    assert "didn't match" in response.content.decode() or response.context["form"].errors
+
+
+AUTHORIZATION_VALUES = [
+    "Bearer " + "a" * 100_000,
+    "Bearer tt_\x01\x02",
+    "Bearer ' OR 1=1 --",
+    "Basic dXNlcjpwYXNz",
+    "Bearer",
+    "bearer  ",
+    "Bearer tt_" + "é" * 10,
+]
+
+
+@pytest.mark.parametrize("header", AUTHORIZATION_VALUES)
+@pytest.mark.parametrize("view", ["api-tasks", "metrics"])
+def test_bad_authorization_header_is_401(db, settings, view, header):
+    settings.TASKTRAIL_METRICS_TOKEN = "metrics-token"
+    client = Client(raise_request_exception=False)
+    response = client.get(reverse(view), headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
