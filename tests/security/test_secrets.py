@@ -78,7 +78,10 @@ def log_lines(caplog: Any, capfd: Any) -> Iterator[Any]:
 
     def read() -> str:
         out, err = capfd.readouterr()
-        return caplog.text + out + err
+        records = caplog.get_records("setup") + caplog.get_records("call")
+        return "\n".join(f"{r.name}: {r.getMessage()} {r.exc_text or ''}" for r in records) + (
+            out + err
+        )
 
     yield read
     tasktrail.level, tasktrail.propagate = level, False
@@ -130,6 +133,10 @@ def page_urls(tasks: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
         (reverse("audit"), {}),
         (reverse("incidents"), {}),
     ]
+
+
+def test_the_log_capture_sees_the_monitor(secret_tasks, log_lines):
+    assert "tasktrail" in log_lines()  # the ingest's own lines are among those checked
 
 
 def test_the_stored_row_keeps_the_real_arguments_for_a_retry(secret_tasks):
