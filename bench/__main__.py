@@ -24,11 +24,12 @@ from typing import Final
 RESULTS_DIR: Final = Path(__file__).resolve().parent / "results"
 SECTIONS: Final = ("worker", "scaling", "ingest", "pages", "publish")
 QUICK: Final = {
-    "tasks": 600, "io_tasks": 400, "rounds": 1, "sizes": "1000,5000", "events": 40_000,
+    "tasks": 600, "io_tasks": 400, "rounds": 1, "io_rounds": 1, "sizes": "1000,5000",
+    "events": 40_000,
     "page_rows": 1_000_000, "page_repeat": 3, "publish_calls": 300,
 }  # fmt: skip
 DEFAULTS: Final = {
-    "tasks": 3_000, "io_tasks": 1_000, "rounds": 3, "sizes": "1000,10000,100000",
+    "tasks": 2_000, "io_tasks": 600, "rounds": 3, "io_rounds": 2, "sizes": "1000,10000,100000",
     "events": 150_000, "page_rows": 1_000_000, "page_repeat": 3, "publish_calls": 2_000,
 }  # fmt: skip
 
@@ -42,12 +43,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="tasktrail benchmarks: worker overhead, scaling, monitor ingest, dashboard "
         "pages at 1M rows, publish cost.",
     )
-    parser.add_argument("--tasks", type=int, help="N no-op tasks per worker measurement (3000).")
-    parser.add_argument("--io-tasks", type=int, help="N 10 ms tasks per worker measurement (1000).")
+    parser.add_argument("--tasks", type=int, help="N no-op tasks per worker measurement (2000).")
+    parser.add_argument("--io-tasks", type=int, help="N 10 ms tasks per worker measurement (600).")
     parser.add_argument(
         "--kinds", default="noop,io10", help="Task kinds for section 1 (default noop,io10)."
     )
     parser.add_argument("--rounds", type=int, help="Rounds per section (default 3).")
+    parser.add_argument(
+        "--io-rounds",
+        type=int,
+        help="Rounds of the 10 ms tasks in section 1 (default 2: their ratios vary less).",
+    )
     parser.add_argument("--sizes", help="Scaling sizes, comma-separated (1000,10000,100000).")
     parser.add_argument("--events", type=int, help="E events per ingest measurement (150,000).")
     parser.add_argument("--page-rows", type=int, help="Rows for the pages (1,000,000).")
@@ -83,8 +89,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     options.only = only
     if min(options.tasks, options.io_tasks) <= 200:
         parser.error("--tasks and --io-tasks must be more than 200 (the first 200 are a warm-up)")
-    if min(options.rounds, options.events, options.publish_calls, options.page_repeat) < 1:
-        parser.error("--rounds, --events, --page-repeat and --publish-calls must be positive")
+    numbers = (options.rounds, options.io_rounds, options.events, options.publish_calls)
+    if min(*numbers, options.page_repeat) < 1:
+        parser.error("--rounds, --io-rounds, --events, --page-repeat, --publish-calls: positive")
     try:
         options.sizes = [int(size) for size in str(options.sizes).split(",") if size.strip()]
     except ValueError:
@@ -156,7 +163,8 @@ def main(argv: list[str]) -> int:
     )
     counts = {"noop": options.tasks, "io10": options.io_tasks}
     kinds = {kind: counts[kind] for kind in options.kinds}
-    report = Report(header, tasks=kinds, rounds=options.rounds)
+    kind_rounds = {"noop": options.rounds, "io10": options.io_rounds}
+    report = Report(header, tasks=kinds, rounds=options.rounds, kind_rounds=kind_rounds)
     log(f"run {bench.run_id}: {header.database}, {header.redis}; child logs in {log_dir}")
 
     def section(name: str, body: Callable[[], object]) -> None:
@@ -173,9 +181,7 @@ def main(argv: list[str]) -> int:
             section(
                 "worker overhead",
                 lambda: report.workers.extend(
-                    worker_overhead.run(
-                        bench, variants, tasks=kinds, rounds=options.rounds, log=log
-                    )
+                    worker_overhead.run(bench, variants, tasks=kinds, rounds=kind_rounds, log=log)
                 ),
             )
         if "scaling" in sections:

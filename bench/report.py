@@ -44,6 +44,7 @@ class Report:
     header: Header
     tasks: dict[str, int] = field(default_factory=dict)  # N per task kind
     rounds: int = 0
+    kind_rounds: dict[str, int] = field(default_factory=dict)  # section 1: rounds per task kind
     workers: list[worker_overhead.Measurement] = field(default_factory=list)
     scaling: list[scaling.Point] = field(default_factory=list)
     ingests: list[ingest.Measurement] = field(default_factory=list)
@@ -151,8 +152,8 @@ class Report:
             "",
             "N tasks pre-published to a fresh queue per measurement, then `celery -A bench.app "
             "worker " + " ".join(worker_overhead.WORKER_ARGS) + "` drains them; rate from the "
-            f"{worker_overhead.WARMUP_TASKS}th to the N-th completion. {self.rounds} round(s); "
-            "task kinds and variants alternated (order reversed every other round); median and "
+            f"{worker_overhead.WARMUP_TASKS}th to the N-th completion. Task kinds and variants "
+            "alternated (order reversed every other round); median and "
             "per-round figures. All variants: Celery's remote control (pidbox) off, default log "
             "level; (d) sets `CELERY_DB_REUSE_MAX` = 1000. (b) and (b+t) run "
             "`manage.py monitor --no-alerts` beside the worker, writing rows (its CPU counts); "
@@ -162,7 +163,12 @@ class Report:
         for kind in worker_overhead.KINDS:
             found = [m for m in self.workers if m.kind == kind]
             if found:
-                lines += ["", f"### {KIND_LABELS[kind]}, N = {self.tasks.get(kind, 0):,}", ""]
+                rounds = self.kind_rounds.get(kind, self.rounds)
+                lines += [
+                    "",
+                    f"### {KIND_LABELS[kind]}, N = {self.tasks.get(kind, 0):,}, {rounds} round(s)",
+                    "",
+                ]
                 lines += self._worker_table(kind, found)
         lines += [
             "",

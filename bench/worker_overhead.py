@@ -90,20 +90,21 @@ def run(
     variants: Sequence[str],
     *,
     tasks: Mapping[str, int],
-    rounds: int,
+    rounds: Mapping[str, int],
     log: Callable[[str], None],
 ) -> list[Measurement]:
-    """``tasks``: N per task kind (the kinds to run)."""
+    """``tasks``: N per task kind (the kinds to run); ``rounds``: rounds per kind."""
     if min(tasks.values()) <= WARMUP_TASKS:
         raise ValueError(f"N must be more than the {WARMUP_TASKS} warm-up tasks")
     results: list[Measurement] = []
-    for round_no in range(1, rounds + 1):
-        kinds = list(tasks) if round_no % 2 else list(reversed(tasks))
+    for round_no in range(1, max(rounds[kind] for kind in tasks) + 1):
+        kinds = [kind for kind in tasks if round_no <= rounds[kind]]
+        kinds = kinds if round_no % 2 else kinds[::-1]
         order = list(variants) if round_no % 2 else list(reversed(variants))
         pairs = [(k, v) for k in kinds for v in order if KIND_ONLY.get(v, k) == k]
         for kind, variant in pairs:
             n = tasks[kind]
-            log(f"worker overhead: round {round_no}/{rounds}, {kind}, {variant}, {n} tasks")
+            log(f"worker overhead: round {round_no}/{rounds[kind]}, {kind}, {variant}, {n} tasks")
             result = measure(bench, variant, kind, round_no, n)
             extra = ""
             if result.backlog_entries is not None:
