@@ -12,18 +12,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from workers.task_inputs import is_secret_name
+
 MASK = "••••"
-
-
-def _is_secret(key: str, keys: Iterable[str]) -> bool:
-    lowered = key.lower()
-    return any(k in lowered for k in keys)
 
 
 def redact(value: Any, keys: Iterable[str]) -> Any:
     keys = [k.lower() for k in keys]
     if isinstance(value, dict):
-        return {k: MASK if _is_secret(str(k), keys) else redact(v, keys) for k, v in value.items()}
+        return {
+            k: MASK if is_secret_name(str(k), keys) else redact(v, keys) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [redact(v, keys) for v in value]
     return value
@@ -59,7 +58,7 @@ def redacted_call(
             if isinstance(args, list):
                 args = [
                     MASK
-                    if i < len(names) and names[i] and _is_secret(names[i], keys)
+                    if i < len(names) and names[i] and is_secret_name(names[i], keys)
                     else redact(v, keys)
                     for i, v in enumerate(args)
                 ]

@@ -17,6 +17,7 @@ import dj_database_url
 
 from tracing.links import parse_viewer
 from workers.embedded_redis import redis_url
+from workers.task_inputs import DEFAULT_SECRET_KEYS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TASKTRAIL_VAR_DIR", BASE_DIR / "var"))
@@ -211,9 +212,7 @@ TASKTRAIL_STREAM = os.environ.get("TASKTRAIL_STREAM", "tasktrail:events")
 # Where the recorder writes events (the broker's Redis unless set).
 TASKTRAIL_RECORDER_URL = os.environ.get("TASKTRAIL_RECORDER_URL") or REDIS_URL
 TASKTRAIL_MAX_ARGS_BYTES = int(os.environ.get("TASKTRAIL_MAX_ARGS_BYTES", str(64 * 1024)))
-TASKTRAIL_REDACT_KEYS = env_list(
-    "TASKTRAIL_REDACT_KEYS", "password,passwd,token,secret,authorization,api_key,card,cvv"
-)
+TASKTRAIL_REDACT_KEYS = env_list("TASKTRAIL_REDACT_KEYS", ",".join(DEFAULT_SECRET_KEYS))
 # Trace viewer links (tracing/links.py): "<preset> <base URL>" or a URL template with {trace_id};
 # empty: no links. Checked here so a bad value stops the start-up with the reason.
 TASKTRAIL_TRACE_VIEWER = os.environ.get("TASKTRAIL_TRACE_VIEWER", "")

@@ -29,6 +29,7 @@ def _install_recorder() -> None:
         redis_url=settings.TASKTRAIL_RECORDER_URL,
         stream=settings.TASKTRAIL_STREAM,
         max_args_bytes=settings.TASKTRAIL_MAX_ARGS_BYTES,
+        secret_keys=settings.TASKTRAIL_REDACT_KEYS,
     )
     revocations.install(app, settings.REDIS_URL)
     # Tracing (OTEL_* variables) starts in each pool process, after the fork: tracing.setup.

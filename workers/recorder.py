@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
@@ -30,7 +30,13 @@ from celery import Celery, signals
 from tracing.context import run_span_id
 from workers.events import DEFAULT_MAX_ARGS_BYTES, Event, Kind, make_event
 from workers.stream_writer import DEFAULT_STREAM, StreamWriter
-from workers.task_inputs import InputRule, extract_input_id, keep_args, resolve_rule
+from workers.task_inputs import (
+    DEFAULT_SECRET_KEYS,
+    InputRule,
+    extract_input_id,
+    keep_args,
+    resolve_rule,
+)
 
 logger = logging.getLogger("tasktrail.recorder")
 
@@ -44,6 +50,7 @@ class Recorder:
     app: Celery
     writer: StreamWriter
     max_args_bytes: int = DEFAULT_MAX_ARGS_BYTES
+    secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS  # never the default input id
     receiver_errors: int = 0
     _rules: dict[str, InputRule] = field(default_factory=dict)
     _started: dict[str, float] = field(default_factory=dict)  # task id -> start, per process
@@ -51,7 +58,7 @@ class Recorder:
     def rule_for(self, name: str) -> InputRule:
         rule = self._rules.get(name)
         if rule is None:
-            rule = self._rules[name] = resolve_rule(self.app.tasks.get(name))
+            rule = self._rules[name] = resolve_rule(self.app.tasks.get(name), self.secret_keys)
         return rule
 
     def emit(self, kind: Kind, task_id: Any, ts: float, **fields: Any) -> None:
@@ -70,6 +77,7 @@ def install(
     *,
     stream: str = DEFAULT_STREAM,
     max_args_bytes: int = DEFAULT_MAX_ARGS_BYTES,
+    secret_keys: Sequence[str] = DEFAULT_SECRET_KEYS,
     flush_interval: float = 0.1,
 ) -> Recorder:
     """Record every task of ``app`` into ``stream``. Idempotent: a second call returns the first."""
@@ -80,7 +88,9 @@ def install(
     if not url.startswith(("redis://", "rediss://", "unix://", "valkey://")):
         raise ValueError(f"tasktrail needs a Redis URL for its event stream, got {url!r}")
     writer = StreamWriter(url, stream, flush_interval=flush_interval)
-    _recorder = Recorder(app=app, writer=writer, max_args_bytes=max_args_bytes)
+    _recorder = Recorder(
+        app=app, writer=writer, max_args_bytes=max_args_bytes, secret_keys=tuple(secret_keys)
+    )
     _connect()
     return _recorder
 

@@ -8,7 +8,9 @@
 The value may also be a callable ``(args, kwargs) -> str | None``, or ``False`` to record no input
 id. A task that declares nothing gets the default: the first parameter called ``id`` or ending in
 ``_id`` (by the task's signature, positional or keyword), else the first positional argument when it
-is a string or an integer.
+is a string or an integer. The default never picks a parameter whose name is a secret key
+(``card_token``, ``password``: the names the dashboard redacts), since the input id is shown
+everywhere unmasked; a task that names such a parameter itself gets what it asked for.
 
 **Arguments.** Kept as JSON, faithfully, so an operator can retry with the same values; when the
 JSON is larger than the cap (64 KiB by default) or the values are not JSON, nothing is kept and the
@@ -23,12 +25,22 @@ import inspect
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from celery import Task
 
 INPUT_ID_ATTRIBUTE = "tasktrail_input_id"
 _ID_TYPES = (str, int)
+# Argument names whose values are secrets (matched case-insensitively, as substrings); the
+# default of the TASKTRAIL_REDACT_KEYS setting.
+DEFAULT_SECRET_KEYS: Final = (
+    "password", "passwd", "token", "secret", "authorization", "api_key", "card", "cvv",
+)  # fmt: skip
+
+
+def is_secret_name(name: str, secret_keys: Sequence[str]) -> bool:
+    lowered = name.lower()
+    return any(key.lower() in lowered for key in secret_keys)
 
 
 @dataclass(frozen=True)
@@ -41,10 +53,12 @@ class InputRule:
     first_positional: bool = False
     disabled: bool = False
     arg_names: tuple[str, ...] = ()
+    secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
 
 
-def resolve_rule(task: Any) -> InputRule:
+def resolve_rule(task: Any, secret_keys: Sequence[str] = DEFAULT_SECRET_KEYS) -> InputRule:
     """Work out, from the task's declaration and signature, where its input id lives."""
+    secret_keys = tuple(secret_keys)
     arg_names = _positional_names(task)
     declared = getattr(task, INPUT_ID_ATTRIBUTE, None) if task is not None else None
     if declared is False:
@@ -58,9 +72,11 @@ def resolve_rule(task: Any) -> InputRule:
         position = arg_names.index(declared) if declared in arg_names else None
         return InputRule(param=declared, position=position, arg_names=arg_names)
     for index, name in enumerate(arg_names):
-        if name == "id" or name.endswith("_id"):
+        if _is_id_name(name) and not is_secret_name(name, secret_keys):
             return InputRule(param=name, position=index, arg_names=arg_names)
-    return InputRule(first_positional=True, arg_names=arg_names)
+    if arg_names and is_secret_name(arg_names[0], secret_keys):
+        return InputRule(disabled=True, arg_names=arg_names)
+    return InputRule(first_positional=True, arg_names=arg_names, secret_keys=secret_keys)
 
 
 def extract_input_id(rule: InputRule, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
@@ -78,7 +94,7 @@ def extract_input_id(rule: InputRule, args: Sequence[Any], kwargs: Mapping[str, 
             else:
                 value = None
         else:
-            value = _default_input_id(args, kwargs)
+            value = _default_input_id(args, kwargs, rule.secret_keys)
     except Exception:
         return None
     if value is None or isinstance(value, bool):
@@ -86,10 +102,16 @@ def extract_input_id(rule: InputRule, args: Sequence[Any], kwargs: Mapping[str, 
     return str(value) if isinstance(value, _ID_TYPES) else None
 
 
-def _default_input_id(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+def _is_id_name(name: str) -> bool:
+    return name == "id" or name.endswith("_id")
+
+
+def _default_input_id(
+    args: Sequence[Any], kwargs: Mapping[str, Any], secret_keys: Sequence[str]
+) -> Any:
     # Reached when the signature is unknown (task not registered here) or names no *_id parameter.
     for key, value in kwargs.items():
-        if key == "id" or key.endswith("_id"):
+        if _is_id_name(key) and not is_secret_name(key, secret_keys):
             return value
     if args and isinstance(args[0], _ID_TYPES):
         return args[0]

@@ -204,10 +204,5 @@ def test_no_secret_in_the_admin(secret_tasks):
         assert_no_secret(response.content.decode(), url)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workers/task_inputs.py: with no *_id parameter the first positional argument becomes "
-    "the input id, shown unmasked everywhere, even when its parameter is a redacted key",
-)
 def test_a_secret_first_argument_never_becomes_the_input_id():
     assert extract_input_id(resolve_rule(pay), ["S3cr3t-pos-6", 12], {}) is None

@@ -40,6 +40,21 @@ def secret(order_id):
     pass
 
 
+@app.task
+def pay(card_token, amount):
+    pass
+
+
+@app.task
+def rotate(api_key_id, tenant_id):
+    pass
+
+
+@app.task(tasktrail_input_id="card_token")
+def declared_secret(card_token):
+    pass
+
+
 @pytest.mark.parametrize(
     ("task", "args", "kwargs", "expected"),
     [
@@ -54,6 +69,9 @@ def secret(order_id):
         (secret, (5,), {}, None),
         (invoice, ("t1", {"not": "an id"}), {}, None),
         (invoice, ("t1", True), {}, None),
+        (pay, ("tok_live_1", 10), {}, None),  # a secret first parameter is never the default
+        (rotate, ("key-1", "T-9"), {}, "T-9"),  # the first *_id that is not a secret name
+        (declared_secret, ("tok_live_2",), {}, "tok_live_2"),  # declared: what was asked for
     ],
 )
 def test_input_id(task, args, kwargs, expected):
@@ -64,6 +82,15 @@ def test_unregistered_task_uses_keyword_default():
     rule = resolve_rule(None)
     assert extract_input_id(rule, (), {"order_id": 5, "x": 1}) == "5"
     assert extract_input_id(rule, ("ABC",), {}) == "ABC"
+
+
+def test_unregistered_task_default_skips_secret_keywords():
+    rule = resolve_rule(None)
+    assert extract_input_id(rule, (), {"card_id": "4242", "order_id": 5}) == "5"
+
+
+def test_secret_keys_come_from_the_caller():
+    assert extract_input_id(resolve_rule(notify, ("customer",)), ("hi", 42), {}) == "hi"
 
 
 def test_bound_task_arg_names_leave_out_self():
