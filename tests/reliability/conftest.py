@@ -95,6 +95,13 @@ class MonitorProcess:
     def log(self) -> str:
         return "".join(self.output)
 
+    def describe(self, lines: int = 30) -> str:
+        """Whether it runs, and the end of its output: for failure messages."""
+        process = self.process
+        code = None if process is None else process.poll()
+        state = "stopped" if process is None else "running" if code is None else f"exit {code}"
+        return f"monitor {self.consumer} ({state}):\n" + "".join(self.output[-lines:])
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         process, self.process = self.process, None
         if process is None:
@@ -123,14 +130,22 @@ def start_monitor(redis_client: Any, transactional_db: Any) -> Iterator[Callable
         monitor.stop()
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
+def wait_for(
+    condition: Callable[[], Any],
+    timeout: float,
+    what: str,
+    every: float = 0.2,
+    explain: Callable[[], str] | None = None,
+) -> Any:
+    """Poll ``condition`` until truthy; on time-out fail with ``what`` and ``explain()``."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            details = f"\n{explain()}" if explain is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{details}")
         time.sleep(every)
 
 
@@ -159,6 +174,15 @@ def pending(client: Any) -> int:
 
 def finished_rows() -> int:
     return TaskRun.objects.filter(finished_at__isnull=False).count()
+
+
+def progress(client: Any, *monitors: MonitorProcess) -> str:
+    """Rows, stream and monitors as they stand: for failure messages."""
+    figures = (
+        f"{finished_rows()} finished rows of {TaskRun.objects.count()}, {ticks_done(client)} "
+        f"ticks done, backlog {backlog(client)}, pending {pending(client)}"
+    )
+    return "\n".join([figures, *(m.describe() for m in monitors)])
 
 
 def assert_exactly_one_correct_row_each(client: Any, prefix: str, count: int) -> None:

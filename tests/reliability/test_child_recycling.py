@@ -18,6 +18,7 @@ from tests.reliability.conftest import (
     assert_exactly_one_correct_row_each,
     backlog,
     finished_rows,
+    progress,
     publish_ticks,
     sized,
     ticks_done,
@@ -54,7 +55,7 @@ def test_recycled_pool_processes_lose_no_event_nor_span(
             "OTEL_SDK_DISABLED": "false",
         },
     )
-    start_monitor(consumer="recycled-monitor")
+    monitor = start_monitor(consumer="recycled-monitor")
     publish_ticks(tasks, "C")
     wait_for(lambda: ticks_done(redis_client) == tasks, 60 + tasks / 5, "the workers")
     worker.stop()  # warm shutdown: the last pool processes leave too
@@ -72,6 +73,7 @@ def test_recycled_pool_processes_lose_no_event_nor_span(
         lambda: finished_rows() == tasks and backlog(redis_client) == 0,
         60 + tasks / 50,
         "every row",
+        explain=lambda: progress(redis_client, monitor),
     )
     assert_exactly_one_correct_row_each(redis_client, "C", tasks)
     recorded = set(TaskAttempt.objects.values_list("span_id", flat=True))

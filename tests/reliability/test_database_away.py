@@ -22,6 +22,7 @@ from tests.reliability.conftest import (
     backlog,
     finished_rows,
     on_postgresql,
+    progress,
     publish_ticks,
     ticks_done,
     wait_for,
@@ -96,6 +97,7 @@ def test_database_away_while_tasks_flow_loses_no_row(
             lambda: finished_rows() == tasks + 1 and backlog(redis_client) == 0,
             120 + tasks / 50,
             "the rows after the database came back",
+            explain=lambda: progress(redis_client, monitor),
         )
         caught_up = time.monotonic() - back
         assert_exactly_one_correct_row_each(redis_client, "W", tasks + 1)

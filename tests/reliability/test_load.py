@@ -19,6 +19,7 @@ from tests.reliability.conftest import (
     assert_exactly_one_correct_row_each,
     backlog,
     finished_rows,
+    progress,
     publish_ticks,
     sized,
     ticks_done,
@@ -80,6 +81,7 @@ def test_four_worker_processes_and_one_monitor_lose_no_row(
             lambda: finished_rows() == tasks and backlog(redis_client) == 0,
             120 + tasks / 50,
             "the monitor to catch up",
+            explain=lambda: progress(redis_client, monitor),
         )
         recorded = time.monotonic() - began
     finally:

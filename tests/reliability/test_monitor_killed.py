@@ -14,6 +14,7 @@ from tests.reliability.conftest import (
     backlog,
     finished_rows,
     pending,
+    progress,
     publish_ticks,
     sized,
     ticks_done,
@@ -58,6 +59,7 @@ def test_monitor_killed_mid_burst_and_restarted_leaves_one_row_per_task(
         lambda: finished_rows() == tasks and backlog(redis_client) == 0,
         120 + tasks / 50,
         "the restarted monitor to catch up",
+        explain=lambda: progress(redis_client, restarted),
     )
     wait_for(lambda: pending(redis_client) == 0, 30, "the last acknowledgement")
     elapsed = time.monotonic() - started

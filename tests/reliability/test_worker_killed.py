@@ -44,7 +44,12 @@ def test_worker_killed_running_tasks_become_lost_and_retryable(
     doomed.stop(signal.SIGKILL)  # the whole process group: main process and pool
     killed = time.monotonic()
     window = LOST_AFTER + 10 * CHECK_EVERY + 5  # threshold, a few check cycles, the probe
-    wait_for(lambda: set(states(running).values()) == {"LOST"}, window, "the tasks marked LOST")
+    wait_for(
+        lambda: set(states(running).values()) == {"LOST"},
+        window,
+        "the tasks marked LOST",
+        explain=monitor.describe,
+    )
     detected = time.monotonic() - killed
     worker = TaskRun.objects.get(task_id=running[0]).worker
     assert f"worker {worker} gone" in monitor.log  # the incident (and its mail, console backend)
