@@ -101,9 +101,6 @@ def text_param(params: QueryDict, key: str, *, limit: int = MAX_VALUE_LENGTH) ->
     return value
 
 
-_text = text_param
-
-
 def is_task_id(value: str) -> bool:
     """Whether ``value`` can be a recorded task id (the monitor keeps 1-255 characters, no NUL)."""
     return 0 < len(value) <= MAX_VALUE_LENGTH and "\x00" not in value
@@ -147,8 +144,8 @@ def parse_task_filter(params: QueryDict, *, now: dt.datetime | None = None) -> T
                 )
             if value not in states:
                 states.append(value)
-    window = _text(params, "window")
-    since_text, until_text = _text(params, "since"), _text(params, "until")
+    window = text_param(params, "window")
+    since_text, until_text = text_param(params, "since"), text_param(params, "until")
     since = until = None
     if window:
         if window not in WINDOWS:
@@ -161,11 +158,11 @@ def parse_task_filter(params: QueryDict, *, now: dt.datetime | None = None) -> T
             raise FilterError("“since” is after “until”.")
     return TaskFilter(
         states=tuple(states),
-        name=_text(params, "name"),
-        queue=_text(params, "queue"),
-        worker=_text(params, "worker"),
+        name=text_param(params, "name"),
+        queue=text_param(params, "queue"),
+        worker=text_param(params, "worker"),
         since=since,
         until=until,
         window=window,
-        q=_text(params, "q"),
+        q=text_param(params, "q"),
     )
