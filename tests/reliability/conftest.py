@@ -38,6 +38,21 @@ on_postgresql = pytest.mark.skipif(
 )
 
 
+_figures: list[str] = []
+
+
+def report(line: str) -> None:
+    """Keep a measured figure for the end of the run (shown without ``-s``, to be quoted)."""
+    _figures.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _figures:
+        terminalreporter.section("tasktrail reliability figures")
+        for line in _figures:
+            terminalreporter.write_line(line)
+
+
 def sized(name: str, short: Any, long: Any) -> Any:
     """Parametrize ``name`` with the short size (``make test``) and the long one (marked)."""
     return pytest.mark.parametrize(

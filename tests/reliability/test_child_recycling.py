@@ -20,6 +20,7 @@ from tests.reliability.conftest import (
     finished_rows,
     progress,
     publish_ticks,
+    report,
     sized,
     ticks_done,
     wait_for,
@@ -81,7 +82,7 @@ def test_recycled_pool_processes_lose_no_event_nor_span(
     assert recorded == {s.span_id for s in spans}  # each attempt's run span, exported once
     pool_processes = TaskAttempt.objects.values("pid").distinct().count()
     assert pool_processes >= tasks // PER_CHILD  # the pool processes were recycled
-    print(
-        f"\nmax_tasks_per_child={PER_CHILD}: {tasks} tasks over {pool_processes} pool processes, "
+    report(
+        f"max_tasks_per_child={PER_CHILD}: {tasks} tasks over {pool_processes} pool processes, "
         f"every row complete and all {len(spans)} run spans received"
     )

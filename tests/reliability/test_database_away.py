@@ -24,6 +24,7 @@ from tests.reliability.conftest import (
     on_postgresql,
     progress,
     publish_ticks,
+    report,
     ticks_done,
     wait_for,
 )
@@ -107,8 +108,8 @@ def test_database_away_while_tasks_flow_loses_no_row(
     finally:
         proxy.resume()
         proxy.cut()
-    print(
-        f"\ndatabase {how} for {outage:.1f}s: {tasks} tasks finished by the workers "
+    report(
+        f"database {how} for {outage:.1f}s: {tasks} tasks finished by the workers "
         f"{done_after:.1f}s into the outage, {waiting} entries waited in the stream, "
         f"rows complete {caught_up:.1f}s after it came back"
     )

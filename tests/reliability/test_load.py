@@ -21,6 +21,7 @@ from tests.reliability.conftest import (
     finished_rows,
     progress,
     publish_ticks,
+    report,
     sized,
     ticks_done,
     wait_for,
@@ -89,8 +90,8 @@ def test_four_worker_processes_and_one_monitor_lose_no_row(
     assert_exactly_one_correct_row_each(redis_client, "L", tasks)
     assert monitor.stop() == 0, monitor.log  # its last heartbeat has the final counts
     beat = json.loads(redis_client.hget(settings.TASKTRAIL_STREAM + ":monitors", "load-monitor"))
-    print(
-        f"\nload: {tasks} tasks, 4 worker processes: published in {published:.1f}s, run in "
+    report(
+        f"load: {tasks} tasks, 4 worker processes: published in {published:.1f}s, run in "
         f"{ran:.1f}s ({tasks / ran:.0f} tasks/s), every row written {recorded:.1f}s after the "
         f"first publish ({tasks / recorded:.0f} tasks/s); monitor: {beat['events']} events in "
         f"{beat['entries']} entries, {beat['batches']} batches; max backlog "

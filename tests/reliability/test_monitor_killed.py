@@ -16,6 +16,7 @@ from tests.reliability.conftest import (
     pending,
     progress,
     publish_ticks,
+    report,
     sized,
     ticks_done,
     wait_for,
@@ -65,8 +66,8 @@ def test_monitor_killed_mid_burst_and_restarted_leaves_one_row_per_task(
     elapsed = time.monotonic() - started
     assert_exactly_one_correct_row_each(redis_client, "K", tasks)
     assert restarted.stop() == 0, restarted.log
-    print(
-        f"\nmonitor SIGKILL: {tasks} tasks, killed with {in_hand} entries in hand and "
+    report(
+        f"monitor SIGKILL: {tasks} tasks, killed with {in_hand} entries in hand and "
         f"{rows_at_kill} rows written, {waiting} entries waited in the stream; "
         f"all rows correct {elapsed:.1f}s after the first publish"
     )

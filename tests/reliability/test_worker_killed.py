@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group, User
 from dashboard.models import TaskRun
 from dashboard.services import task_run_retry
 from tests.reliability import tasks as rtasks
-from tests.reliability.conftest import INCLUDE, wait_for
+from tests.reliability.conftest import INCLUDE, report, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ def test_worker_killed_running_tasks_become_lost_and_retryable(
     assert set(
         TaskRun.objects.filter(task_id__in=new_ids).values_list("retry_of", flat=True)
     ) == set(running)
-    print(
-        f"\nworker SIGKILL: 2 running tasks LOST {detected:.1f}s after the kill "
+    report(
+        f"worker SIGKILL: 2 running tasks LOST {detected:.1f}s after the kill "
         f"(worker_lost_seconds={LOST_AFTER}, checks every {CHECK_EVERY}s); both retried"
     )
