@@ -135,7 +135,15 @@ def main(argv: list[str]) -> int:
     from django.conf import settings
     from django.core.management import call_command
 
-    from bench import ingest, machine, pages_section, publish_cost, scaling, worker_overhead
+    from bench import (
+        database,
+        ingest,
+        machine,
+        pages_section,
+        publish_cost,
+        scaling,
+        worker_overhead,
+    )
     from bench.context import Bench
     from bench.report import Header, Report
 
@@ -169,6 +177,7 @@ def main(argv: list[str]) -> int:
 
     def section(name: str, body: Callable[[], object]) -> None:
         try:
+            database.vacuum()  # the dead rows of earlier sections and runs
             body()
         except KeyboardInterrupt:
             raise

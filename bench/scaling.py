@@ -13,7 +13,8 @@ a prefork worker ``-c 2`` (with ``-E`` for Flower) drains them and stops. Measur
 - peak RSS of the monitor and of the web process (tasktrail) or of Flower, sampled likewise, over
   the drain and a few page fetches made after it (timed: the history is then the sum of the sizes).
 
-Rows, keys and processes are removed at the end of the section.
+Rows, keys and processes are removed at the end of the section (the driver vacuums the tables
+before each section, ``bench.database``).
 """
 
 from __future__ import annotations
