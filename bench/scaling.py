@@ -14,7 +14,8 @@ a prefork worker ``-c 2`` (with ``-E`` for Flower) drains them and stops. Measur
   the drain and a few page fetches made after it (timed: the history is then the sum of the sizes).
 
 Rows, keys and processes are removed at the end of the section (the driver vacuums the tables
-before each section, ``bench.database``).
+before each section, and the statistics are refreshed before the pages are fetched:
+``bench.database``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from bench import database
 from bench import flower as bench_flower
 from bench.context import Bench
 from bench.procs import ChildFailed, Process
@@ -102,6 +104,7 @@ def _tasktrail(bench: Bench, sizes: Sequence[int], log: Callable[[str], None]) -
                 drain = _drain(bench, size_env, queue, counter, size, "tasktrail", [monitor])
                 caught_up = _wait_empty(bench, stream, monitor)
                 history += size
+                database.analyze()  # as auto-analyze would after this many new rows
                 pages = _dashboard_pages(port, cookie, ids[-1])
                 peaks = sampler.peaks(reset=True)
                 point = Point(
