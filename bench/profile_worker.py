@@ -4,8 +4,8 @@
 
 Pre-publishes the tasks (as ``python -m bench`` does), starts the worker (and, for the tracing
 variant, the loopback OTLP sink), records the worker's processes with ``py-spy record --raw
---subprocesses`` while it drains, and prints the share of samples per frame (inclusive) grouped
-by package, plus the CPU the sink used. Raw stacks are kept in ``bench/results/profile-*.txt``.
+--subprocesses`` while it drains, and prints the share of the pool processes' samples per frame
+(inclusive), plus the CPU the sink used. Raw stacks are kept in ``bench/results/profile-*.txt``.
 """
 
 from __future__ import annotations
@@ -85,28 +85,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarize(raw: Path, top: int) -> None:
-    """Inclusive share of samples per frame, for samples in pool processes' main threads."""
+    """Inclusive share of samples per frame over the pool processes (every thread: the task path,
+    the recorder's flush thread, the span exporter's thread), and the main process's share."""
     inclusive: collections.Counter[str] = collections.Counter()
-    total = 0
+    pool = main = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if "trace_task" not in stack:  # only samples inside a task's execution path
-            continue
+        frames = stack.split(";")
         count = int(count_text)
-        total += count
+        if len(frames) < 2 or not frames[1].startswith("process "):  # the worker's main process
+            main += count
+            continue
+        pool += count
         seen = set()
-        for frame in stack.split(";"):
-            name = (
-                frame.split(" (")[0]
-                + " ("
-                + frame.split(" (")[-1].split(":")[0].rsplit("site-packages/", 1)[-1]
-            )
+        for frame in frames[2:]:
+            function, _, where = frame.partition(" (")
+            name = f"{function} ({where.split(':')[0].rsplit('site-packages/', 1)[-1]})"
             if name not in seen:
                 seen.add(name)
                 inclusive[name] += count
-    print(f"{total} samples in pool processes' task path (inclusive share per frame):")
+    print(f"samples: main process {main}, pool processes {pool}; inclusive share of the pool's:")
     for name, count in inclusive.most_common(top):
-        print(f"{count / total:6.1%}  {name}")
+        print(f"{count / max(pool, 1):6.1%}  {name}")
 
 
 if __name__ == "__main__":
