@@ -85,7 +85,7 @@ class Report:
             ratio = self._ratio("recorder-tracing", kind)
             if ratio is not None:
                 rows.append(
-                    [f"tasktrail with tracing ≥ {goal:.2f}x plain, {kind}", f"{ratio:.2f}x",
+                    [f"tasktrail with tracing ≥ {goal:.2f}x plain, {kind}", f"{ratio:.3f}x",
                      _verdict(ratio >= goal)]
                 )  # fmt: skip
         if self.scaling:
