@@ -29,6 +29,7 @@ driver (``bench.worker_overhead``, ``bench.publish_cost``):
 ``BENCH_SLEEP_MS`` milliseconds the task sleeps before its INCR (default 0: a no-op).
 ``BENCH_EVENT_EXCHANGE`` Celery's event exchange (default ``celeryev``); the driver names it after
                    the run, so its bindings are the run's own and deleted with it.
+``BENCH_CONTROL_EXCHANGE`` Celery's control exchange (default ``celery``), also named after the run.
 ``BENCH_REMOTE_CONTROL`` ``1``: keep Celery's remote control (pidbox) on; off by default.
 """
 
@@ -79,6 +80,8 @@ app.conf.update(
     # left behind. BENCH_REMOTE_CONTROL=1 turns it on (Celery's default) for comparison.
     worker_enable_remote_control=os.environ.get("BENCH_REMOTE_CONTROL") == "1",
     event_exchange=os.environ.get("BENCH_EVENT_EXCHANGE") or "celeryev",
+    # Flower's inspect calls use the control exchange and its reply exchange: named after the run.
+    control_exchange=os.environ.get("BENCH_CONTROL_EXCHANGE") or "celery",
 )
 
 if USES_DJANGO:

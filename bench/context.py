@@ -24,6 +24,9 @@ _PRIORITY_STEPS = (3, 6, 9)
 _BINDING_KINDS = ("binding", "binding_permanent")
 # What the monitor and the recorder add next to a stream (cleanup also scans for the run's keys).
 _STREAM_SUFFIXES = ("", ":dead", ":monitors", ":recorder")
+# kombu (5.6+) also lists fanout exchanges (the event exchange Flower reads) in this shared sorted
+# set: the run's members are removed, the set itself belongs to everyone on the broker.
+_BINDING_DEADLINES = "_kombu.binding_deadlines"
 
 
 @dataclass
@@ -72,6 +75,7 @@ class Bench:
             DATABASE_URL=self.database_url,
             CELERY_SKIP_CHECKS="1",
             PYTHONUNBUFFERED="1",
+            BENCH_CONTROL_EXCHANGE=f"bench.{self.run_id}.control",
         )
         env.update(extra)
         return env
@@ -82,12 +86,25 @@ class Bench:
         """Delete every key handed out so far, and any other key named after the run (what the
         monitor or the recorder keep beside a stream, e.g. ``<stream>:alerts:…``)."""
         patterns = [f"bench:{self.run_id}:*", f"bench.{self.run_id}.*"]
-        patterns += [f"_kombu.{kind}.bench.{self.run_id}.*" for kind in _BINDING_KINDS]
+        patterns += [
+            f"_kombu.{kind}.{prefix}bench.{self.run_id}.*"
+            for kind in _BINDING_KINDS
+            for prefix in ("", "reply.")
+        ]
         for pattern in patterns:
             self._keys.update(k.decode() for k in self.client.scan_iter(match=pattern, count=1000))
         if self._keys:
             self.client.delete(*sorted(self._keys))
             self._keys.clear()
+        members = [
+            member
+            for prefix in ("", "reply.")
+            for member, _ in self.client.zscan_iter(
+                _BINDING_DEADLINES, match=f"{prefix}bench.{self.run_id}.*"
+            )
+        ]
+        if members:
+            self.client.zrem(_BINDING_DEADLINES, *members)
 
     def close(self) -> None:
         try:
