@@ -55,9 +55,10 @@ lock:
 	mv requirements.lock.new requirements.lock
 	rm -rf var/lock-venv
 
-## make bench: side-by-side benchmarks against Flower and django-celery-results (not in make test)
+## make bench: side-by-side benchmarks against Flower and django-celery-results (not in make test);
+## BENCH_ARGS="--quick" for a smoke run, "--only scaling" for one section (python -m bench --help)
 bench: $(VENV)/.bench-installed
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
