@@ -50,7 +50,7 @@ class InputRule:
     param: str | None = None  # keyword name
     position: int | None = None  # index among positional args
     func: Callable[[Sequence[Any], Mapping[str, Any]], Any] | None = None
-    first_positional: bool = False
+    first_positional: bool = True  # the default may fall back to the first positional argument
     disabled: bool = False
     arg_names: tuple[str, ...] = ()
     secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
@@ -74,9 +74,12 @@ def resolve_rule(task: Any, secret_keys: Sequence[str] = DEFAULT_SECRET_KEYS) ->
     for index, name in enumerate(arg_names):
         if _is_id_name(name) and not is_secret_name(name, secret_keys):
             return InputRule(param=name, position=index, arg_names=arg_names)
-    if arg_names and is_secret_name(arg_names[0], secret_keys):
-        return InputRule(disabled=True, arg_names=arg_names)
-    return InputRule(first_positional=True, arg_names=arg_names, secret_keys=secret_keys)
+    # A keyword *_id (through **kwargs) may still name the object when the first parameter is a
+    # secret: only the positional fallback is off then.
+    first_is_secret = bool(arg_names) and is_secret_name(arg_names[0], secret_keys)
+    return InputRule(
+        first_positional=not first_is_secret, arg_names=arg_names, secret_keys=secret_keys
+    )
 
 
 def extract_input_id(rule: InputRule, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
@@ -94,7 +97,7 @@ def extract_input_id(rule: InputRule, args: Sequence[Any], kwargs: Mapping[str, 
             else:
                 value = None
         else:
-            value = _default_input_id(args, kwargs, rule.secret_keys)
+            value = _default_input_id(args, kwargs, rule)
     except Exception:
         return None
     if value is None or isinstance(value, bool):
@@ -106,14 +109,12 @@ def _is_id_name(name: str) -> bool:
     return name == "id" or name.endswith("_id")
 
 
-def _default_input_id(
-    args: Sequence[Any], kwargs: Mapping[str, Any], secret_keys: Sequence[str]
-) -> Any:
+def _default_input_id(args: Sequence[Any], kwargs: Mapping[str, Any], rule: InputRule) -> Any:
     # Reached when the signature is unknown (task not registered here) or names no *_id parameter.
     for key, value in kwargs.items():
-        if _is_id_name(key) and not is_secret_name(key, secret_keys):
+        if _is_id_name(key) and not is_secret_name(key, rule.secret_keys):
             return value
-    if args and isinstance(args[0], _ID_TYPES):
+    if rule.first_positional and args and isinstance(args[0], _ID_TYPES):
         return args[0]
     return None
 

@@ -50,6 +50,11 @@ def rotate(api_key_id, tenant_id):
     pass
 
 
+@app.task
+def refund(card_token, **options):
+    pass
+
+
 @app.task(tasktrail_input_id="card_token")
 def declared_secret(card_token):
     pass
@@ -70,6 +75,7 @@ def declared_secret(card_token):
         (invoice, ("t1", {"not": "an id"}), {}, None),
         (invoice, ("t1", True), {}, None),
         (pay, ("tok_live_1", 10), {}, None),  # a secret first parameter is never the default
+        (refund, ("tok_live_3",), {"order_id": 77}, "77"),  # a keyword *_id still counts
         (rotate, ("key-1", "T-9"), {}, "T-9"),  # the first *_id that is not a secret name
         (declared_secret, ("tok_live_2",), {}, "tok_live_2"),  # declared: what was asked for
     ],
