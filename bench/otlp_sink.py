@@ -8,11 +8,11 @@ and the sink's own CPU stays out of the worker's figures. Prints the bytes recei
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any
+
+from bench.procs import serve_until_terminated
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -38,17 +38,10 @@ def main() -> None:
     options = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", options.port), Handler)
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
     print(f"otlp sink listening on 127.0.0.1:{options.port}", flush=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        serve_until_terminated(server)
     finally:
-        server.server_close()
         print(f"otlp sink: {Handler.requests} exports, {Handler.received} bytes", flush=True)
         sys.exit(0)
 

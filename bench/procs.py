@@ -16,6 +16,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from socketserver import BaseServer
+from types import FrameType
 from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +27,22 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 class ChildFailed(RuntimeError):
     pass
+
+
+def serve_until_terminated(server: BaseServer) -> None:
+    """In a child server (``bench.otlp_sink``, ``bench.wsgi_server``): serve until SIGTERM, which
+    ``Process.stop`` sends, or Ctrl-C; then close the socket."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @dataclass

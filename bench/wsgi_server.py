@@ -9,10 +9,10 @@ dependencies for the benchmarks.
 from __future__ import annotations
 
 import argparse
-import signal
 from socketserver import ThreadingMixIn
-from types import FrameType
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from bench.procs import serve_until_terminated
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -37,18 +37,8 @@ def main() -> None:
         server_class=_ThreadingWSGIServer,
         handler_class=_QuietHandler,
     )
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
     print(f"dashboard on http://127.0.0.1:{options.port}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_terminated(server)
 
 
 if __name__ == "__main__":
