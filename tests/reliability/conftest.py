@@ -200,13 +200,12 @@ def progress(client: Any, *monitors: MonitorProcess) -> str:
     return "\n".join([figures, *(m.describe() for m in monitors)])
 
 
-def assert_exactly_one_correct_row_each(client: Any, prefix: str, count: int) -> None:
-    """Every tick published with ``prefix`` has one complete SUCCESS row and one attempt; the
-    database holds nothing else; the stream has nothing left to process."""
-    rows = TaskRun.objects.filter(name=rtasks.tick.name)
-    assert rows.count() == count
-    assert set(rows.values_list("input_id", flat=True)) == {f"{prefix}-{i}" for i in range(count)}
-    complete = rows.filter(
+def complete_ticks() -> Any:
+    """Tick rows that every event of a successful run has reached: published, received (from the
+    worker's main process), started and succeeded (from a pool process). Those processes flush on
+    their own timers, so a SUCCESS row can come before its received event does."""
+    return TaskRun.objects.filter(
+        name=rtasks.tick.name,
         state="SUCCESS",
         published_at__isnull=False,
         received_at__isnull=False,
@@ -215,6 +214,15 @@ def assert_exactly_one_correct_row_each(client: Any, prefix: str, count: int) ->
         retries=0,
         exc_type__isnull=True,
     )
+
+
+def assert_exactly_one_correct_row_each(client: Any, prefix: str, count: int) -> None:
+    """Every tick published with ``prefix`` has one complete SUCCESS row and one attempt; the
+    database holds nothing else; the stream has nothing left to process."""
+    rows = TaskRun.objects.filter(name=rtasks.tick.name)
+    assert rows.count() == count
+    assert set(rows.values_list("input_id", flat=True)) == {f"{prefix}-{i}" for i in range(count)}
+    complete = complete_ticks()
     assert complete.count() == count, list(rows.exclude(pk__in=complete).values()[:5])
     attempts = TaskAttempt.objects.filter(task_id__in=rows.values("task_id"))
     assert attempts.count() == count

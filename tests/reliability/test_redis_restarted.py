@@ -28,6 +28,7 @@ from tests.integration.conftest import drain
 from tests.reliability.conftest import (
     INCLUDE,
     assert_exactly_one_correct_row_each,
+    complete_ticks,
     publish_ticks,
     ticks_done,
     wait_for,
@@ -157,7 +158,9 @@ def test_redis_restart_while_tasks_run_loses_no_event_with_appendonly(
     def all_written() -> bool:
         drain(redis_client)  # this process's publish events
         drain_from(server)  # the workers' events
-        return TaskRun.objects.filter(state="SUCCESS").count() == 200
+        # The worker's main process (received events) may still be in its back-off after the
+        # pool processes have written their succeeded events: wait for every event.
+        return complete_ticks().count() == 200
 
     wait_for(all_written, 60, "every row after the restart", every=0.5)
     assert_exactly_one_correct_row_each(redis_client, "A", 200)
