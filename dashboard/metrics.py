@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from dashboard.alerts.rules import RULES
+from dashboard.constants import RULES
 from dashboard.selectors.metrics import LIVE_STATES, MetricsFigures, metrics_figures
 
 QUEUE_STATES = ("ok", "warning", "stuck")

@@ -14,20 +14,19 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from dashboard.alerts import rules as alert_rules
-from dashboard.ingest import merge
+from dashboard import constants
 
 
 class TaskState(models.TextChoices):
-    PENDING = merge.PENDING, "Pending"
-    RECEIVED = merge.RECEIVED, "Received"
-    STARTED = merge.STARTED, "Started"
-    RETRY = merge.RETRY, "Waiting to retry"
-    SUCCESS = merge.SUCCESS, "Succeeded"
-    FAILURE = merge.FAILURE, "Failed"
-    REVOKED = merge.REVOKED, "Revoked"
-    REJECTED = merge.REJECTED, "Rejected"
-    LOST = merge.LOST, "Lost (worker gone)"
+    PENDING = constants.PENDING, "Pending"
+    RECEIVED = constants.RECEIVED, "Received"
+    STARTED = constants.STARTED, "Started"
+    RETRY = constants.RETRY, "Waiting to retry"
+    SUCCESS = constants.SUCCESS, "Succeeded"
+    FAILURE = constants.FAILURE, "Failed"
+    REVOKED = constants.REVOKED, "Revoked"
+    REJECTED = constants.REJECTED, "Rejected"
+    LOST = constants.LOST, "Lost (worker gone)"
 
 
 RETRYABLE_STATES = (TaskState.FAILURE, TaskState.REVOKED, TaskState.REJECTED, TaskState.LOST)
@@ -99,10 +98,10 @@ class TaskRun(models.Model):
     terminate_requested_at = models.DateTimeField(null=True, blank=True)
 
     # ordering keys of the merge rules (see dashboard.ingest.merge)
-    state_key = models.BigIntegerField(default=merge.NO_KEY)
-    worker_key = models.BigIntegerField(default=merge.NO_KEY)
-    start_key = models.BigIntegerField(default=merge.NO_KEY)
-    error_key = models.BigIntegerField(default=merge.NO_KEY)
+    state_key = models.BigIntegerField(default=constants.NO_KEY)
+    worker_key = models.BigIntegerField(default=constants.NO_KEY)
+    start_key = models.BigIntegerField(default=constants.NO_KEY)
+    error_key = models.BigIntegerField(default=constants.NO_KEY)
 
     class Meta:
         verbose_name = "task run"
@@ -139,7 +138,7 @@ class TaskRun(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.state in merge.TERMINAL_STATES
+        return self.state in constants.TERMINAL_STATES
 
     @property
     def can_be_retried(self) -> bool:
@@ -159,7 +158,7 @@ class TaskAttempt(models.Model):
 
     task_id = models.CharField("task id", max_length=255)
     attempt = models.PositiveIntegerField(help_text="0 for the first run, n for the n-th retry.")
-    outcome = models.CharField(max_length=16, default=merge.PENDING)
+    outcome = models.CharField(max_length=16, default=constants.PENDING)
     worker = models.CharField(max_length=255, null=True, blank=True)
     pid = models.IntegerField(null=True, blank=True)
     published_at = models.DateTimeField(null=True, blank=True)
@@ -174,7 +173,7 @@ class TaskAttempt(models.Model):
     traceback = models.TextField(null=True, blank=True)
     span_id = models.CharField(max_length=16, null=True, blank=True)
 
-    worker_key = models.BigIntegerField(default=merge.NO_KEY)
+    worker_key = models.BigIntegerField(default=constants.NO_KEY)
     outcome_rank = models.IntegerField(default=0)
 
     class Meta:
@@ -278,10 +277,10 @@ class AlertIncident(models.Model):
     """
 
     class Rule(models.TextChoices):
-        QUEUE_STUCK = alert_rules.QUEUE_STUCK, "Queue stuck"
-        TASK_OVERDUE = alert_rules.TASK_OVERDUE, "Task running too long"
-        WORKER_LOST = alert_rules.WORKER_LOST, "Worker gone"
-        MONITOR_LAG = alert_rules.MONITOR_LAG, "Monitor behind"
+        QUEUE_STUCK = constants.QUEUE_STUCK, "Queue stuck"
+        TASK_OVERDUE = constants.TASK_OVERDUE, "Task running too long"
+        WORKER_LOST = constants.WORKER_LOST, "Worker gone"
+        MONITOR_LAG = constants.MONITOR_LAG, "Monitor behind"
 
     rule = models.CharField(max_length=32, choices=Rule.choices)
     subject = models.CharField(
@@ -326,7 +325,7 @@ class AlertIncident(models.Model):
 
     @property
     def headline(self) -> str:
-        return alert_rules.headline(self.rule, self.subject)
+        return constants.headline(self.rule, self.subject)
 
     @property
     def duration_seconds(self) -> float:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-import redis
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -32,6 +31,7 @@ from dashboard.models import (
     TaskAttempt,
     TaskRun,
 )
+from dashboard.redis_client import shared_client
 from dashboard.selectors.tasks import filtered_task_runs
 from tracing.context import TraceParent
 
@@ -214,7 +214,7 @@ def _call_celery(kind: str, tasks: Sequence[TaskRun], new_ids: dict[str, str]) -
                 failed[task.task_id] = f"publish failed: {exc}"
     elif kind == Kind.CANCEL:
         try:
-            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+            client = shared_client()
             control.cancel(app, client, [t.task_id for t in tasks])
         except Exception as exc:
             failed.update({t.task_id: f"revoke failed: {exc}" for t in tasks})

@@ -28,6 +28,7 @@ from typing import Any
 import redis
 from django.db.models import Count, Q
 
+from dashboard import redis_keys
 from dashboard.alerts import rules
 from dashboard.ingest.stream import GROUP
 from dashboard.models import TaskRun, TaskState
@@ -40,15 +41,6 @@ RATE_WINDOW = dt.timedelta(minutes=5)  # finished per minute is averaged over th
 LOST_TASKS_KEPT = dt.timedelta(hours=24)  # lost, not retried tasks keep a worker incident open
 OVERDUE_ROWS_MAX = 1000
 CELERY_LIMIT_GRACE = 30.0  # a task past its hard time limit is killed; allow for the kill's event
-
-
-def keys(stream: str) -> dict[str, str]:
-    """Redis keys of the alert state, beside the stream's own (``tasktrail:events:alerts:…``)."""
-    return {
-        "since": f"{stream}:alerts:since",  # "condition:subject" -> when it started to hold
-        "workers": f"{stream}:alerts:workers",  # hostname -> when it last answered
-        "snapshot": f"{stream}:alerts:snapshot",  # the latest check, for pages and /metrics
-    }
 
 
 # -- workers ---------------------------------------------------------------------------------------
@@ -163,11 +155,10 @@ def read_broker(
     client: redis.Redis, stream: str, names: Sequence[str], now: float, timer: RedisTimer
 ) -> BrokerFigures:
     """Everything read from Redis in one pipelined round trip."""
-    k = keys(stream)
     pipe = client.pipeline(transaction=False)
     add_depth_commands(pipe, names)
-    pipe.hgetall(k["since"])
-    pipe.hgetall(k["workers"])
+    pipe.hgetall(redis_keys.alert_since(stream))
+    pipe.hgetall(redis_keys.alert_workers(stream))
     pipe.xrange(stream, count=1)  # acknowledged entries are deleted: this is the oldest unwritten
     pipe.xinfo_groups(stream)
     with timer.measure():
@@ -410,17 +401,17 @@ def write_state(
     ttl: int,
     timer: RedisTimer,
 ) -> None:
-    k = keys(stream)
     pipe = client.pipeline(transaction=False)
+    since = redis_keys.alert_since(stream)
     for key, start in update.start.items():
-        pipe.hsetnx(k["since"], key, start)  # another monitor's earlier start wins
+        pipe.hsetnx(since, key, start)  # another monitor's earlier start wins
     if update.clear:
-        pipe.hdel(k["since"], *update.clear)
+        pipe.hdel(redis_keys.alert_since(stream), *update.clear)
     for host, seen in workers_seen.items():
-        pipe.hset(k["workers"], host, seen)
+        pipe.hset(redis_keys.alert_workers(stream), host, seen)
     if workers_forget:
-        pipe.hdel(k["workers"], *workers_forget)
-    pipe.set(k["snapshot"], json.dumps(snapshot), ex=ttl)
+        pipe.hdel(redis_keys.alert_workers(stream), *workers_forget)
+    pipe.set(redis_keys.alert_snapshot(stream), json.dumps(snapshot), ex=ttl)
     with timer.measure():
         pipe.execute()
 

@@ -17,11 +17,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Final, Literal
 
-QUEUE_STUCK: Final = "queue_stuck"
-TASK_OVERDUE: Final = "task_overdue"
-WORKER_LOST: Final = "worker_lost"
-MONITOR_LAG: Final = "monitor_lag"
-RULES: Final = (QUEUE_STUCK, TASK_OVERDUE, WORKER_LOST, MONITOR_LAG)
+from dashboard.constants import (
+    MONITOR_LAG,
+    QUEUE_STUCK,
+    TASK_OVERDUE,
+    WORKER_LOST,
+    headline,
+)
+
 MONITOR_SUBJECT: Final = "monitor"
 
 # timed conditions (the checks record since when each has held)
@@ -114,16 +117,6 @@ class Verdict:
     @property
     def headline(self) -> str:
         return headline(self.rule, self.subject)
-
-
-def headline(rule: str, subject: str) -> str:
-    """What and where, for subjects and banners: "queue emails stuck"."""
-    return {
-        QUEUE_STUCK: f"queue {subject} stuck",
-        TASK_OVERDUE: f"task {subject} running too long",
-        WORKER_LOST: f"worker {subject} gone",
-        MONITOR_LAG: "monitor behind the event stream",
-    }.get(rule, f"{rule} {subject}")
 
 
 def duration_words(seconds: float | None) -> str:

@@ -27,19 +27,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from dashboard.constants import (  # the models use them too; re-exported here
+    FAILURE,
+    NO_KEY,
+    PENDING,
+    RECEIVED,
+    REJECTED,
+    RETRY,
+    REVOKED,
+    STARTED,
+    SUCCESS,
+)
 from tracing.context import parse_traceparent
 
 Event = Mapping[str, Any]
 Patch = dict[str, Any]
 
 # -- states -------------------------------------------------------------------------------------
-
-PENDING, RECEIVED, STARTED, RETRY = "PENDING", "RECEIVED", "STARTED", "RETRY"
-SUCCESS, FAILURE, REVOKED, REJECTED = "SUCCESS", "FAILURE", "REVOKED", "REJECTED"
-TERMINAL_STATES: Final = (SUCCESS, FAILURE, REVOKED, REJECTED)
-# Set by the monitor's alert checks (a worker stopped answering while running the task), never by
-# an event. The row's state_key is left as it was, so any later event of the task outranks it.
-LOST: Final = "LOST"
 
 # step within an attempt (non-terminal) / order among terminal outcomes (tie-break only)
 _STEP = {"published": 0, "received": 1, "started": 2}
@@ -96,8 +100,6 @@ MIN, MAX = Rule("min"), Rule("max")
 def latest(key: str) -> Rule:
     return Rule("latest", key)
 
-
-NO_KEY: Final = -1  # the key of a group no event has filled yet
 
 TASK_RULES: Final[dict[str, Rule]] = {
     # facts every event of the task agrees on

@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 import redis
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
+from dashboard import redis_keys
 from dashboard.ingest.stream import Entry, StreamConsumer
 from dashboard.ingest.writer import write_events
 from workers.events import Event, Rejected, decode_entry
 
 logger = logging.getLogger("tasktrail.monitor")
-
-HEARTBEAT_SUFFIX = ":monitors"
 
 
 @dataclass
@@ -204,7 +203,7 @@ class Monitor:
             backlog = self.consumer.backlog()
             beat = {"at": now, **vars(self.stats), **backlog}
             self.consumer.client.hset(
-                self.consumer.stream + HEARTBEAT_SUFFIX, self.consumer.consumer, json.dumps(beat)
+                redis_keys.monitors(self.consumer.stream), self.consumer.consumer, json.dumps(beat)
             )
         except redis.RedisError as exc:
             logger.warning("could not write the monitor heartbeat: %s", exc)

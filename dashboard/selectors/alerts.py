@@ -11,9 +11,9 @@ import redis
 from django.conf import settings
 from django.db.models import Count, Q
 
-from dashboard.alerts.checks import keys
+from dashboard import redis_keys
 from dashboard.models import AlertIncident
-from dashboard.selectors.system import redis_client
+from dashboard.redis_client import shared_client
 
 BANNER_MAX = 20
 HISTORY_PAGE = 50
@@ -82,9 +82,9 @@ class AlertSnapshot:
 
 def alert_snapshot(client: redis.Redis | None = None) -> AlertSnapshot | None:
     """The monitor's latest check, or None when there is none recent (alerts off, monitor down)."""
-    client = client or redis_client()
+    client = client or shared_client()
     try:
-        raw = client.get(keys(settings.TASKTRAIL_STREAM)["snapshot"])
+        raw = client.get(redis_keys.alert_snapshot(settings.TASKTRAIL_STREAM))
     except redis.RedisError:
         return None
     if not raw:

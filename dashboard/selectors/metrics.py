@@ -14,12 +14,12 @@ from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
+from dashboard import redis_keys
 from dashboard.alerts.checks import parse_stream_lag
-from dashboard.ingest.monitor import HEARTBEAT_SUFFIX
 from dashboard.models import TaskRun, TaskState
+from dashboard.redis_client import shared_client
 from dashboard.selectors.alerts import AlertSnapshot, alert_snapshot, open_incident_counts
 from dashboard.selectors.queues import configured_queues
-from dashboard.selectors.system import redis_client
 from workers.broker import QueueDepth, known_queues, queue_depths
 
 LIVE_STATES = (
@@ -53,7 +53,7 @@ class MetricsFigures:
 
 
 def metrics_figures(client: redis.Redis | None = None) -> MetricsFigures:
-    client = client or redis_client()
+    client = client or shared_client()
     figures = MetricsFigures()
     now = time.time()
     try:
@@ -84,7 +84,7 @@ def metrics_figures(client: redis.Redis | None = None) -> MetricsFigures:
 
 def _monitor_beats(client: redis.Redis, now: float) -> list[MonitorBeat]:
     beats = []
-    raw_beats: dict[bytes, bytes] = client.hgetall(settings.TASKTRAIL_STREAM + HEARTBEAT_SUFFIX)  # type: ignore[assignment]
+    raw_beats: dict[bytes, bytes] = client.hgetall(redis_keys.monitors(settings.TASKTRAIL_STREAM))  # type: ignore[assignment]
     for name, raw in raw_beats.items():
         try:
             beat = json.loads(raw)

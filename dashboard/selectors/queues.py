@@ -12,8 +12,8 @@ from django.db.models import Count
 from django.utils import timezone
 
 from dashboard.models import TaskRun
+from dashboard.redis_client import shared_client
 from dashboard.selectors.alerts import alert_snapshot
-from dashboard.selectors.system import redis_client
 from workers.broker import QueueDepth, known_queues, queue_depths
 
 logger = logging.getLogger("tasktrail.queues")
@@ -60,7 +60,7 @@ def consumers_per_queue() -> dict[str, int] | None:
 
 
 def queue_overview() -> list[QueueInfo]:
-    client = redis_client()
+    client = shared_client()
     names = known_queues(client, extra=configured_queues())
     depths: dict[str, QueueDepth] = {d.name: d for d in queue_depths(client, names)}
     consumers = consumers_per_queue()

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 
-from dashboard.ingest.monitor import HEARTBEAT_SUFFIX
+from dashboard import redis_keys
+from dashboard.redis_client import shared_client
 
 STALE_AFTER_SECONDS = 15.0
 LAG_WARNING = 5_000
@@ -23,14 +24,10 @@ class MonitorStatus:
     problem: str | None  # a sentence for the banner, or None when all is well
 
 
-def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=1)
-
-
 def monitor_status(client: redis.Redis | None = None) -> MonitorStatus:
-    client = client or redis_client()
+    client = client or shared_client()
     try:
-        beats = client.hgetall(settings.TASKTRAIL_STREAM + HEARTBEAT_SUFFIX)
+        beats = client.hgetall(redis_keys.monitors(settings.TASKTRAIL_STREAM))
     except redis.RedisError as exc:
         return MonitorStatus(False, None, 0, f"Redis is unreachable ({exc}); nothing is recorded.")
     now = time.time()

@@ -34,7 +34,7 @@ from dashboard.services import (
     task_runs_bulk,
 )
 from dashboard.views.access import viewer_required
-from dashboard.views.pages import HtmxHttpRequest
+from dashboard.views.requests import HtmxHttpRequest
 
 SINGLE_ACTIONS = {
     "retry": task_run_retry,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HTMX_STOP_POLLING
-from django_htmx.middleware import HtmxDetails
 
 from dashboard.filters import WINDOWS, FilterError, is_task_id, parse_task_filter, text_param
 from dashboard.models import TaskState
@@ -20,10 +19,7 @@ from dashboard.selectors.system import monitor_status
 from dashboard.selectors.tasks import overview, task_detail, task_list, task_type_stats
 from dashboard.selectors.timeline import task_timeline
 from dashboard.views.access import viewer_required
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
+from dashboard.views.requests import HtmxHttpRequest
 
 
 def _bad_request(request: HtmxHttpRequest, message: str) -> HttpResponse:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from dashboard.ingest.monitor import HEARTBEAT_SUFFIX
+from dashboard import redis_keys
 from dashboard.ingest.writer import write_events
 from tests.browser.conftest import NO_PLAYWRIGHT, log_in
 from tests.conftest import event
@@ -273,7 +273,7 @@ def history(now: float) -> str:
 def monitor_alive(client) -> None:
     """A fresh monitor heartbeat, so the pages show no 'no monitor' banner."""
     beat = {"at": time.time(), "lag": 0}
-    client.hset(settings.TASKTRAIL_STREAM + HEARTBEAT_SUFFIX, "screenshots", json.dumps(beat))
+    client.hset(redis_keys.monitors(settings.TASKTRAIL_STREAM), "screenshots", json.dumps(beat))
 
 
 def test_screenshots(browser, live_server, viewer, redis_client):

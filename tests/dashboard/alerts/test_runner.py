@@ -11,8 +11,9 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 
+from dashboard import redis_keys
 from dashboard.alerts import rules
-from dashboard.alerts.checks import WorkersSeen, keys
+from dashboard.alerts.checks import WorkersSeen
 from dashboard.alerts.runner import CheckRunner, CycleReport
 from dashboard.ingest.writer import write_events
 from dashboard.models import AlertIncident, TaskRun
@@ -129,7 +130,7 @@ def test_no_consumer_warning_then_stuck_one_mail_across_a_restart_then_recovery(
     clock.advance(10)
     assert queue_verdict(restarted.run_once(), "isolated").state == "ok"
     assert [kind for *_, kind in outbox.sent] == ["opened", "resolved"]
-    assert redis_client.hgetall(keys(settings.TASKTRAIL_STREAM)["since"]) == {}
+    assert redis_client.hgetall(redis_keys.alert_since(settings.TASKTRAIL_STREAM)) == {}
 
 
 def test_priority_sub_queues_count_and_the_oldest_is_taken_across_them(make_runner, redis_client):

@@ -11,8 +11,8 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
+from dashboard import redis_keys
 from dashboard.alerts import rules
-from dashboard.alerts.checks import keys
 from dashboard.alerts.incidents import sync_incidents
 from dashboard.models import AlertIncident
 from tests.dashboard.views.conftest import HOSTILE
@@ -29,7 +29,7 @@ def open_incident(subject: str = "emails", words: str = "342 waiting, no consume
 
 def snapshot(redis_client, queues: dict[str, dict]) -> None:
     data = {"at": time.time(), "every": 10, "queues": queues, "workers": 1, "redis_seconds": 0.001}
-    redis_client.set(keys(settings.TASKTRAIL_STREAM)["snapshot"], json.dumps(data))
+    redis_client.set(redis_keys.alert_snapshot(settings.TASKTRAIL_STREAM), json.dumps(data))
 
 
 def test_incidents_page_needs_the_viewer_permission(client, django_user_model):
@@ -99,7 +99,7 @@ def test_queue_states_on_the_queues_page_and_the_overview(viewer_client, redis_c
 def test_no_recent_check_shows_no_state(viewer_client, redis_client, tasks):
     snapshot(redis_client, {"default": {"state": "stuck", "words": "old"}})
     redis_client.set(
-        keys(settings.TASKTRAIL_STREAM)["snapshot"],
+        redis_keys.alert_snapshot(settings.TASKTRAIL_STREAM),
         json.dumps({"at": time.time() - 3600, "every": 10, "queues": {"default": {}}}),
     )
     body = viewer_client.get(reverse("queues")).content.decode()

@@ -1,0 +1,44 @@
+"""Names that the models, the merge rules and the alert rules share.
+
+A module of its own so that ``models.py`` imports nothing from ``ingest/`` or ``alerts/``: those
+packages import the models, never the other way round.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- task states ---------------------------------------------------------------------------------
+
+PENDING: Final = "PENDING"
+RECEIVED: Final = "RECEIVED"
+STARTED: Final = "STARTED"
+RETRY: Final = "RETRY"
+SUCCESS: Final = "SUCCESS"
+FAILURE: Final = "FAILURE"
+REVOKED: Final = "REVOKED"
+REJECTED: Final = "REJECTED"
+TERMINAL_STATES: Final = (SUCCESS, FAILURE, REVOKED, REJECTED)
+# Set by the monitor when a worker stopped answering while running the task, never by an event.
+# The row's state_key is left as it was, so any later event of the task outranks it.
+LOST: Final = "LOST"
+
+NO_KEY: Final = -1  # the merge key of a column group no event has filled yet
+
+# -- alert rules ---------------------------------------------------------------------------------
+
+QUEUE_STUCK: Final = "queue_stuck"
+TASK_OVERDUE: Final = "task_overdue"
+WORKER_LOST: Final = "worker_lost"
+MONITOR_LAG: Final = "monitor_lag"
+RULES: Final = (QUEUE_STUCK, TASK_OVERDUE, WORKER_LOST, MONITOR_LAG)
+
+
+def headline(rule: str, subject: str) -> str:
+    """What and where, for subjects and banners: "queue emails stuck"."""
+    return {
+        QUEUE_STUCK: f"queue {subject} stuck",
+        TASK_OVERDUE: f"task {subject} running too long",
+        WORKER_LOST: f"worker {subject} gone",
+        MONITOR_LAG: "monitor behind the event stream",
+    }.get(rule, f"{rule} {subject}")

@@ -1,0 +1,28 @@
+"""Redis keys beside the event stream that the monitor writes and the pages read.
+
+One place for their names, so the writer (``ingest``, ``alerts``) and the readers (``selectors``)
+never import each other for a string. Every key starts with the stream's name, so one
+``TASKTRAIL_STREAM`` per deployment keeps deployments apart on a shared Redis.
+"""
+
+from __future__ import annotations
+
+
+def monitors(stream: str) -> str:
+    """Hash: monitor consumer name -> its latest heartbeat (JSON)."""
+    return f"{stream}:monitors"
+
+
+def alert_since(stream: str) -> str:
+    """Hash: "condition:subject" -> when the condition started to hold."""
+    return f"{stream}:alerts:since"
+
+
+def alert_workers(stream: str) -> str:
+    """Hash: worker hostname -> when it last answered."""
+    return f"{stream}:alerts:workers"
+
+
+def alert_snapshot(stream: str) -> str:
+    """String: the latest check's figures (JSON), which the pages and /metrics show."""
+    return f"{stream}:alerts:snapshot"
