@@ -69,15 +69,51 @@ def test_the_first_task_appears_on_an_empty_list_without_a_reload(page, logged_i
     expect(results).to_contain_text("No task matches")
     mark_page(page)
     navigations = track_navigations(page)
-    with page.expect_response(lambda r: r.request.headers.get("hx-request") == "true"):
-        pass  # one poll of the empty state, with nothing new
-    page.wait_for_timeout(200)  # let htmx swap it in
-    expect(results).to_contain_text("No task matches", timeout=1_000)
+    # Tag the empty state drawn with the page: a poll that swaps in a fresh one removes the tag.
+    page.evaluate("document.querySelector('#results').firstElementChild.dataset.drawn = 'page'")
+    expect(results.locator("[data-drawn='page']")).to_have_count(0, timeout=WAIT_MS)
+    expect(results).to_contain_text("No task matches")  # the poll redrew the empty state
 
     record_success(name="shop.book_shipment", input_id="SHP-1001")
 
     expect(page.locator("#task-rows tr").first).to_contain_text("SHP-1001", timeout=WAIT_MS)
     assert_not_reloaded(page, navigations)
+
+
+def set_visibility(page, state: str) -> None:
+    """What the browser does when the tab is hidden or shown again."""
+    page.evaluate(
+        """state => {
+            Object.defineProperty(document, "visibilityState", {value: state, configurable: true});
+            const hidden = state !== "visible";
+            Object.defineProperty(document, "hidden", {value: hidden, configurable: true});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        state,
+    )
+
+
+def test_a_hidden_tab_stops_polling_and_refreshes_when_shown(page, logged_in):
+    logged_in("/tasks/")
+    expect(page.locator("#results")).to_contain_text("No task matches")
+    polls: list[float] = []
+    page.on(
+        "request",
+        lambda r: polls.append(time.monotonic()) if r.headers.get("hx-request") else None,
+    )
+    page.wait_for_timeout(3_500)  # the list polls every 3 s while visible
+    assert polls, "no poll while the tab was visible"
+
+    set_visibility(page, "hidden")
+    hidden_at = time.monotonic()
+    record_success(name="shop.book_shipment", input_id="SHP-HIDDEN")
+    page.wait_for_timeout(7_000)  # two poll intervals
+    assert [t for t in polls if t > hidden_at] == [], "a hidden tab kept polling"
+    assert page.locator("#task-rows tr").count() == 0
+
+    with page.expect_request(lambda r: r.headers.get("hx-request") == "true", timeout=1_500):
+        set_visibility(page, "visible")  # refreshes at once, not at the next tick
+    expect(page.locator("#task-rows tr").first).to_contain_text("SHP-HIDDEN")
 
 
 def test_the_detail_of_a_running_task_updates_when_it_finishes(page, logged_in):

@@ -40,9 +40,7 @@ def test_overview_full_page_and_partial(viewer_client, tasks):
     assert full.status_code == 200
     body = full.content.decode()
     assert "<html" in body and "Recent failures" in body
-    assert "every 5s [document.visibilityState === &#x27;visible&#x27;]" in body or (
-        "every 5s [document.visibilityState === 'visible']" in body
-    )
+    assert 'hx-trigger="every 5s, tasktrail:visible from:body"' in body
     partial = viewer_client.get(reverse("overview"), headers={"HX-Request": "true"})
     assert "<html" not in partial.content.decode()
     assert "payments" in partial.content.decode()
