@@ -1,23 +1,29 @@
 """Writes made on behalf of a person: operator actions on tasks, API tokens.
 
 Every action runs the same steps: permission → state check at write time → audit → the Celery call
-after the transaction commits → outcome on the audit row. The state check is a compare-and-swap
-on the task row (``UPDATE … WHERE state IN … AND retried_as IS NULL``, checking the row count), so
-two clicks or two operators produce exactly one retry. Refusals are audited too.
+after the transaction commits → outcome on the audit row. The state check is a compare-and-swap on
+the task rows, read under lock (``_claim_chunk``), so two clicks or two operators, single or bulk,
+produce exactly one retry. Refusals are audited too.
+
+A bulk action of thousands of tasks stays a handful of statements: the Celery app is looked up once
+per request, and every step works on chunks of ``CHUNK`` tasks (one SELECT … FOR UPDATE and one
+UPDATE per chunk to claim, one UPDATE per chunk and outcome to record what happened).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import Case, CharField, Q, Value, When
 from django.utils import timezone
 
 from dashboard.filters import TaskFilter
@@ -35,6 +41,9 @@ from dashboard.redis_client import shared_client
 from dashboard.selectors.tasks import filtered_task_runs
 from tracing.context import TraceParent
 
+if TYPE_CHECKING:
+    from celery import Celery
+
 logger = logging.getLogger("tasktrail.actions")
 
 Kind = OperatorAction.Kind
@@ -49,6 +58,25 @@ BULK_OVER_CAP: Final = "dashboard.bulk_over_cap"
 BULK_KINDS: Final = (Kind.RETRY, Kind.CANCEL)
 MAX_REASON: Final = 2000
 RETRYABLE_ATTRIBUTE: Final = "tasktrail_retryable"
+# Tasks per statement. A claim binds three parameters per task (its id in the IN list, its id and
+# new id in the CASE); SQLite takes at most 999 per statement.
+CHUNK: Final = 250
+# The columns an action reads: its checks, its refusal reasons and its Celery calls.
+_ACTION_FIELDS: Final = (
+    "task_id", "name", "queue", "state", "args", "kwargs", "args_dropped", "retried_as",
+    "cancel_requested_at", "terminate_requested_at", "trace_id", "trace_sampled",
+)  # fmt: skip
+# The compare-and-swap's condition: the task may be acted on, and nobody has yet.
+_CLAIMABLE: Final = {
+    Kind.RETRY: Q(
+        state__in=RETRYABLE_STATES,
+        retried_as__isnull=True,
+        args__isnull=False,
+        kwargs__isnull=False,
+    ),
+    Kind.CANCEL: Q(state__in=CANCELLABLE_STATES, cancel_requested_at__isnull=True),
+    Kind.TERMINATE: Q(state__in=TERMINABLE_STATES, terminate_requested_at__isnull=True),
+}
 
 
 class ActionInputError(ValueError):
@@ -80,7 +108,7 @@ def clean_reason(reason: str) -> str:
     return reason
 
 
-def _celery_app():
+def _celery_app() -> Celery:
     from workers.celery_app import app
 
     # The task modules the app declares (``include``) are imported by workers on start; the web
@@ -144,9 +172,8 @@ def _refusal_reason(kind: str, task: TaskRun | None) -> str:
     return "the task changed meanwhile; reload and try again"
 
 
-def _retry_precheck(task: TaskRun) -> str | None:
+def _retry_precheck(app: Celery, task: TaskRun) -> str | None:
     """Refusals that do not depend on the row's state: task unknown here, or opted out."""
-    app = _celery_app()
     if not task.name or task.name not in app.tasks:
         return f"no task named {task.name!r} is registered here"
     if getattr(app.tasks[task.name], RETRYABLE_ATTRIBUTE, True) is False:
@@ -154,47 +181,105 @@ def _retry_precheck(task: TaskRun) -> str | None:
     return None
 
 
-def _claim(kind: str, task_id: str, new_task_id: str | None) -> bool:
-    """The compare-and-swap: True when this call, and no other, may act on the task."""
-    rows = TaskRun.objects.filter(task_id=task_id)
-    now = timezone.now()
+def _claimable(kind: str, task: TaskRun) -> bool:
+    """``_CLAIMABLE[kind]`` on a row already read."""
     if kind == Kind.RETRY:
-        claimed = rows.filter(
-            state__in=RETRYABLE_STATES,
-            retried_as__isnull=True,
-            args__isnull=False,
-            kwargs__isnull=False,
-        ).update(retried_as=new_task_id)
-    elif kind == Kind.CANCEL:
-        claimed = rows.filter(
-            state__in=CANCELLABLE_STATES, cancel_requested_at__isnull=True
-        ).update(cancel_requested_at=now)
-    else:
-        claimed = rows.filter(
-            state__in=TERMINABLE_STATES, terminate_requested_at__isnull=True
-        ).update(terminate_requested_at=now)
-    return claimed == 1
+        return (
+            task.state in RETRYABLE_STATES
+            and task.retried_as is None
+            and task.args is not None
+            and task.kwargs is not None
+        )
+    if kind == Kind.CANCEL:
+        return task.state in CANCELLABLE_STATES and task.cancel_requested_at is None
+    return task.state in TERMINABLE_STATES and task.terminate_requested_at is None
 
 
-def _release(kind: str, task_id: str, new_task_id: str | None) -> None:
-    """Undo a claim whose Celery call failed, so the action can be tried again."""
-    rows = TaskRun.objects.filter(task_id=task_id)
+def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), CHUNK):
+        yield list(items[start : start + CHUNK])
+
+
+def _per_task(values: dict[str, str]) -> Case:
+    """``CASE WHEN task_id = … THEN …``: a value of its own for each row of one UPDATE."""
+    whens = [When(task_id=task_id, then=Value(value)) for task_id, value in values.items()]
+    return Case(*whens, output_field=CharField())
+
+
+@dataclass
+class _Claims:
+    tasks: dict[str, TaskRun] = field(default_factory=dict)  # claimed, by task id
+    refused: dict[str, str] = field(default_factory=dict)  # task id -> why
+    new_ids: dict[str, str] = field(default_factory=dict)  # retry: task id -> new task id
+
+
+def _claim_chunk(
+    kind: str, chunk: Sequence[str], app: Celery | None, now: dt.datetime, claims: _Claims
+) -> None:
+    """The compare-and-swap for up to ``CHUNK`` tasks: lock their rows, decide, claim in one UPDATE.
+
+    The rows read here are the rows the UPDATE changes, so a task is claimed by this action and no
+    other, and every refusal reason is read from the row that caused it: on PostgreSQL ``FOR
+    UPDATE`` waits for a concurrent action (or monitor write) on a row to commit, then returns the
+    row as committed and holds its lock until this transaction ends; on SQLite the transaction is
+    ``IMMEDIATE``, so it holds the database's only write lock from its first statement on and no
+    other writer commits in between. The UPDATE still carries the claim condition: should a row
+    change regardless, it is left alone and the whole action is rolled back, never acted on twice.
+    """
+    rows = {
+        task.task_id: task
+        for task in TaskRun.objects.filter(task_id__in=chunk)
+        .only(*_ACTION_FIELDS)
+        .order_by("task_id")  # lock order: the same for every action, so two never deadlock
+        .select_for_update()
+    }
+    claimed: list[str] = []
+    for task_id in chunk:
+        task = rows.get(task_id)
+        why = _retry_precheck(app, task) if (app is not None and task is not None) else None
+        if why is None and (task is None or not _claimable(kind, task)):
+            why = _refusal_reason(kind, task)
+        if why is not None:
+            claims.refused[task_id] = why
+            continue
+        claimed.append(task_id)
+        claims.tasks[task_id] = rows[task_id]
+        if kind == Kind.RETRY:
+            claims.new_ids[task_id] = str(uuid.uuid4())
+    if not claimed:
+        return
+    claimable = TaskRun.objects.filter(_CLAIMABLE[kind], task_id__in=claimed)
     if kind == Kind.RETRY:
-        rows.filter(retried_as=new_task_id).update(retried_as=None)
+        count = claimable.update(retried_as=_per_task({t: claims.new_ids[t] for t in claimed}))
     elif kind == Kind.CANCEL:
-        rows.update(cancel_requested_at=None)
+        count = claimable.update(cancel_requested_at=now)
     else:
-        rows.update(terminate_requested_at=None)
+        count = claimable.update(terminate_requested_at=now)
+    if count != len(claimed):
+        raise RuntimeError(f"{kind}: {count} of {len(claimed)} locked rows could be claimed")
+
+
+def _release(kind: str, task_ids: Sequence[str], new_ids: dict[str, str]) -> None:
+    """Undo claims whose Celery call failed, so the action can be tried again."""
+    for chunk in _chunks(task_ids):
+        rows = TaskRun.objects.filter(task_id__in=chunk)
+        if kind == Kind.RETRY:  # only our own claims: new ids are unique
+            rows.filter(retried_as__in=[new_ids[t] for t in chunk]).update(retried_as=None)
+        elif kind == Kind.CANCEL:
+            rows.update(cancel_requested_at=None)
+        else:
+            rows.update(terminate_requested_at=None)
 
 
 # -- the Celery calls, made after commit -----------------------------------------------------------
 
 
-def _call_celery(kind: str, tasks: Sequence[TaskRun], new_ids: dict[str, str]) -> dict[str, str]:
+def _call_celery(
+    kind: str, tasks: Sequence[TaskRun], new_ids: dict[str, str], app: Celery
+) -> dict[str, str]:
     """Make the Celery calls; returns {task id: error} for those that failed."""
     from workers import control
 
-    app = _celery_app()
     failed: dict[str, str] = {}
     if kind == Kind.RETRY:
         traces = _original_traces(tasks)
@@ -230,11 +315,13 @@ def _call_celery(kind: str, tasks: Sequence[TaskRun], new_ids: dict[str, str]) -
 def _original_traces(tasks: Sequence[TaskRun]) -> dict[str, TraceParent]:
     """Per task id: trace id, span id of the last run span, sampled (for the retry's link)."""
     traced = {t.task_id: t for t in tasks if t.trace_id}
-    spans = dict(
-        TaskAttempt.objects.filter(task_id__in=traced, span_id__isnull=False)
-        .order_by("task_id", "attempt")
-        .values_list("task_id", "span_id")
-    )  # the last attempt's wins
+    spans: dict[str, str | None] = {}
+    for chunk in _chunks(list(traced)):
+        spans.update(
+            TaskAttempt.objects.filter(task_id__in=chunk, span_id__isnull=False)
+            .order_by("task_id", "attempt")
+            .values_list("task_id", "span_id")
+        )  # the last attempt's wins
     no_span = "0" * 16  # the task never ran: the link names the trace only
     return {
         task_id: TraceParent(t.trace_id or "", spans.get(task_id) or no_span, bool(t.trace_sampled))
@@ -242,23 +329,39 @@ def _original_traces(tasks: Sequence[TaskRun]) -> dict[str, TraceParent]:
     }
 
 
+def _record_outcomes(
+    action: OperatorAction, done: Sequence[str], failed: dict[str, str], new_ids: dict[str, str]
+) -> None:
+    """The target rows' outcomes: one UPDATE per chunk of done tasks, per error and chunk."""
+    targets = OperatorActionTarget.objects.filter(action=action)
+    for chunk in _chunks(done):
+        news = {t: new_ids[t] for t in chunk if t in new_ids}
+        targets.filter(task_id__in=chunk).update(
+            outcome=Outcome.DONE, new_task_id=_per_task(news) if news else None
+        )
+    by_error: dict[str, list[str]] = {}
+    for task_id, error in failed.items():
+        by_error.setdefault(error, []).append(task_id)
+    for error, task_ids in by_error.items():
+        for chunk in _chunks(task_ids):
+            targets.filter(task_id__in=chunk).update(outcome=Outcome.FAILED, message=error)
+
+
 def _after_commit(
-    action: OperatorAction, kind: str, tasks: list[TaskRun], new_ids: dict[str, str]
+    action: OperatorAction,
+    kind: str,
+    tasks: list[TaskRun],
+    new_ids: dict[str, str],
+    *,
+    app: Celery | None,
+    refused: bool,
 ) -> Callable[[], None]:
     def run() -> None:
-        failed = _call_celery(kind, tasks, new_ids)
+        failed = _call_celery(kind, tasks, new_ids, app or _celery_app())
         with transaction.atomic():
-            for task_id, error in failed.items():
-                _release(kind, task_id, new_ids.get(task_id))
-                OperatorActionTarget.objects.filter(action=action, task_id=task_id).update(
-                    outcome=Outcome.FAILED, message=error
-                )
-            for task in tasks:
-                if task.task_id not in failed:
-                    OperatorActionTarget.objects.filter(action=action, task_id=task.task_id).update(
-                        outcome=Outcome.DONE, new_task_id=new_ids.get(task.task_id)
-                    )
-            refused = action.targets.filter(outcome=Outcome.REFUSED).exists()
+            _release(kind, list(failed), new_ids)
+            done = [t.task_id for t in tasks if t.task_id not in failed]
+            _record_outcomes(action, done, failed, new_ids)
             if failed and len(failed) == len(tasks) and not refused:
                 action.outcome = Outcome.FAILED
             elif failed or refused:
@@ -290,29 +393,19 @@ def _act(
         )  # fmt: skip
         return ActionResult(action=action, permitted=False, refused=dict.fromkeys(task_ids, ""))
     reason = clean_reason(reason)
-    result_done: list[str] = []
-    refused: dict[str, str] = {}
-    new_ids: dict[str, str] = {}
-    claimed: list[TaskRun] = []
+    ids = list(dict.fromkeys(task_ids))
+    # Once per request: the app knows which task names exist here and how they opted.
+    app = _celery_app() if kind == Kind.RETRY else None
+    claims = _Claims()
+    now = timezone.now()
     with transaction.atomic():
-        tasks = {t.task_id: t for t in TaskRun.objects.filter(task_id__in=task_ids)}
-        for task_id in task_ids:
-            task = tasks.get(task_id)
-            why = _retry_precheck(task) if (kind == Kind.RETRY and task is not None) else None
-            new_id = str(uuid.uuid4()) if kind == Kind.RETRY else None
-            if task is None or why is not None or not _claim(kind, task_id, new_id):
-                if why is None:
-                    fresh = TaskRun.objects.filter(task_id=task_id).first()
-                    why = _refusal_reason(kind, fresh)
-                refused[task_id] = why
-                continue
-            claimed.append(task)
-            result_done.append(task_id)
-            if new_id is not None:
-                new_ids[task_id] = new_id
-        if claimed:
+        for chunk in _chunks(sorted(ids)):  # rows are locked in task id order, chunk after chunk
+            _claim_chunk(kind, chunk, app, now, claims)
+        result_done = [t for t in ids if t in claims.tasks]
+        refused = {t: claims.refused[t] for t in ids if t in claims.refused}
+        if result_done:
             verb = {"retry": "Retrying", "cancel": "Cancelling", "terminate": "Terminating"}[kind]
-            message = f"{verb} {len(claimed)} task{'s' if len(claimed) != 1 else ''}."
+            message = f"{verb} {len(result_done)} task{'s' if len(result_done) != 1 else ''}."
             if refused:
                 message += f" {len(refused)} refused: {next(iter(refused.values()))}."
             outcome = Outcome.PENDING
@@ -325,9 +418,13 @@ def _act(
             + [(t, Outcome.REFUSED, why) for t, why in refused.items()],
             bulk=bulk, scope=scope,
         )  # fmt: skip
-        if claimed:
-            transaction.on_commit(_after_commit(action, kind, claimed, new_ids))
+        if result_done:
+            tasks = [claims.tasks[t] for t in result_done]
+            transaction.on_commit(
+                _after_commit(action, kind, tasks, claims.new_ids, app=app, refused=bool(refused))
+            )
     action.refresh_from_db()
+    new_ids = {t: claims.new_ids[t] for t in result_done if t in claims.new_ids}
     return ActionResult(action=action, done=result_done, refused=refused, new_task_ids=new_ids)
 
 
