@@ -1,7 +1,8 @@
 """The alert rules as pure functions: figures and thresholds in, a verdict (with its words) out.
 
-Nothing here reads Redis, the database or the clock; ``dashboard.alerts.checks`` gathers the
-figures and says how long each timed condition has held.
+Nothing here reads Redis, the database or the clock; ``dashboard.alerts.runner`` gathers the
+figures (``redis_state``, ``task_figures``, ``worker_probe``) and says how long each timed
+condition has held.
 
 One incident per *subject*: the three queue rules (oldest message too old, messages waiting with
 no consumer, messages waiting and nothing finished) share the rule ``queue_stuck``, so a stuck queue

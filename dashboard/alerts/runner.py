@@ -1,5 +1,7 @@
-"""One check cycle: figures → verdicts → incidents → mail → snapshot. ``manage.py monitor`` runs
-``CheckRunner.run_once`` in its loop every ``TASKTRAIL_ALERT_CHECK_SECONDS``.
+"""One check cycle (figures → verdicts → incidents → snapshot) and one mail cycle (the notices
+due). ``manage.py monitor`` runs each in a thread of its own every
+``TASKTRAIL_ALERT_CHECK_SECONDS`` (``dashboard.alerts.threads``), so a slow mail server delays
+only mail, and neither delays the rows.
 
 A runner keeps nothing that matters in memory: incidents are rows, timed conditions and worker
 sightings are in Redis. A new runner (a restarted monitor, or a second one) carries on where the
@@ -18,7 +20,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from dashboard.alerts import checks, rules
+from dashboard.alerts import redis_state, rules, task_figures
 from dashboard.alerts.incidents import (
     Delivery,
     Sender,
@@ -28,6 +30,8 @@ from dashboard.alerts.incidents import (
     sync_incidents,
 )
 from dashboard.alerts.mail import send_notice
+from dashboard.alerts.worker_probe import Probe, WorkersSeen
+from dashboard.ingest.lost import mark_lost
 
 logger = logging.getLogger("tasktrail.alerts")
 
@@ -36,7 +40,6 @@ logger = logging.getLogger("tasktrail.alerts")
 class CycleReport:
     verdicts: list[rules.Verdict] = field(default_factory=list)
     sync: SyncResult = field(default_factory=SyncResult)
-    delivery: Delivery = field(default_factory=Delivery)
     marked_lost: int = 0
     redis_seconds: float = 0.0
     redis_round_trips: int = 0
@@ -56,12 +59,11 @@ class CheckRunner:
         self,
         *,
         client: redis.Redis,
-        probe: checks.Probe,
+        probe: Probe,
         thresholds: rules.Thresholds | None = None,
         stream: str | None = None,
         clock: Callable[[], float] = time.time,
         celery_app: Any = None,
-        send: Sender = send_notice,
         check_seconds: float | None = None,
     ) -> None:
         self.client = client
@@ -69,31 +71,31 @@ class CheckRunner:
         self.thresholds = thresholds or rules.Thresholds.from_setting(settings.TASKTRAIL_ALERTS)
         self.stream = stream or settings.TASKTRAIL_STREAM
         self.clock = clock
-        self.send = send
         self.check_seconds = check_seconds or settings.TASKTRAIL_ALERT_CHECK_SECONDS
-        self.limits = checks.TaskLimits(self.thresholds, celery_app)
-        self.queue_list = checks.QueueList(configured_queues)
+        self.limits = task_figures.TaskLimits(self.thresholds, celery_app)
+        self.queue_list = redis_state.QueueList(configured_queues)
 
     def run_once(self) -> CycleReport:
         now = self.clock()
-        now_dt = checks.now_datetime(now)
+        now_dt = task_figures.now_datetime(now)
         report = CycleReport()
-        timer = checks.RedisTimer()
+        timer = redis_state.RedisTimer()
         thresholds = self.thresholds
         complete: set[str] = set()
 
         open_rows = list(open_incidents().values_list("rule", "subject"))
         names = sorted(
-            set(self.queue_list.get(self.client, timer))
+            set(self.queue_list.get(self.client, now, timer))
             | {subject for rule, subject in open_rows if rule == rules.QUEUE_STUCK}
         )
-        broker = checks.read_broker(self.client, self.stream, names, now, timer)
+        broker = redis_state.read_broker(self.client, self.stream, names, now, timer)
         workers = self.probe()
-        update = checks.ClockUpdate()
+        update = redis_state.ClockUpdate()
 
         # queues
         windows = sorted({thresholds.for_queue(n).no_progress_seconds for n in names} - {0.0})
-        finished = checks.finished_per_queue(names, windows, now_dt)
+        finished = task_figures.finished_per_queue(names, windows, now_dt)
+        per_minute = 60 / task_figures.RATE_WINDOW.total_seconds()
         conditions: dict[str, bool | None] = {}
         figures_by_queue: dict[str, rules.QueueFigures] = {}
         for name in names:
@@ -107,12 +109,12 @@ class CheckRunner:
                 oldest_age=oldest,
                 consumers=None if workers is None else workers.consumers(name),
                 finished_in_window=counts.get(f"w{int(window)}", 0) if window else None,
-                finished_per_minute=counts.get("rate", 0) * 60 / checks.RATE_WINDOW.total_seconds(),
+                finished_per_minute=counts.get("rate", 0) * per_minute,
             )
             figures_by_queue[name] = queue_figures
             for condition, holds in rules.queue_conditions(queue_figures).items():
                 conditions[f"{condition}:{name}"] = holds
-        held = checks.held_for(broker.since, conditions, now, update)
+        held = redis_state.held_for(broker.since, conditions, now, update)
         for name, queue_figures in figures_by_queue.items():
             prefix = {f"{c}:{name}": c for c in (rules.NO_CONSUMER, rules.NO_PROGRESS)}
             queue_held = {c: held[key] for key, c in prefix.items() if key in held}
@@ -121,7 +123,7 @@ class CheckRunner:
             )
 
         # tasks over their limit: every STARTED task is looked at, so absent names are clear
-        running = checks.running_tasks(now_dt, self.limits, self.limits.shortest())
+        running = task_figures.running_tasks(now_dt, self.limits, self.limits.shortest())
         report.verdicts += rules.evaluate_tasks(running)
         complete.add(rules.TASK_OVERDUE)
 
@@ -129,7 +131,7 @@ class CheckRunner:
         seen_now: dict[str, float] = {}
         forget: list[str] = []
         if workers is not None:
-            unfinished = checks.unfinished_per_worker(now_dt)
+            unfinished = task_figures.unfinished_per_worker(now_dt)
             subjects = set(unfinished) | {s for r, s in open_rows if r == rules.WORKER_LOST}
             for host in workers.queues:
                 seen_now[host] = now
@@ -146,7 +148,7 @@ class CheckRunner:
                 )
                 report.verdicts.append(verdict)
                 if verdict.firing and running_n:
-                    report.marked_lost += checks.mark_lost(host)
+                    report.marked_lost += mark_lost(host)
             forget = [h for h in broker.workers_seen if h not in seen_now and h not in subjects]
             complete.add(rules.WORKER_LOST)
 
@@ -163,17 +165,14 @@ class CheckRunner:
             logger.warning("incident opened: %s: %s", opened.headline, opened.summary)
         for resolved in report.sync.resolved:
             logger.info("incident resolved: %s", resolved.headline)
-        report.delivery = deliver_due(
-            now_dt, dt.timedelta(seconds=thresholds.remind_seconds), self.send
-        )
 
-        checks.write_state(
+        redis_state.write_state(
             self.client,
             self.stream,
             update,
             seen_now,
             forget,
-            self.snapshot(now, report, figures_by_queue, workers, timer.seconds),
+            self.snapshot(now, report, figures_by_queue, broker, workers, timer.seconds),
             ttl=int(max(60.0, 6 * self.check_seconds)),
             timer=timer,
         )
@@ -185,7 +184,8 @@ class CheckRunner:
         now: float,
         report: CycleReport,
         figures: dict[str, rules.QueueFigures],
-        workers: checks.WorkersSeen | None,
+        broker: redis_state.BrokerFigures,
+        workers: WorkersSeen | None,
         redis_seconds: float,
     ) -> dict[str, Any]:
         """What the pages and /metrics show between checks."""
@@ -208,4 +208,25 @@ class CheckRunner:
             "queues": queues,
             "workers": None if workers is None else len(workers.queues),
             "redis_seconds": redis_seconds,
+            "stream": {"lag_entries": broker.lag_entries, "lag_seconds": broker.lag_seconds},
         }
+
+
+class MailRunner:
+    """Sends the notices due (opened, reminder, recovered). Each is leased on its incident row
+    first, so several monitors never send one twice, and a send that hangs holds only this."""
+
+    def __init__(
+        self,
+        *,
+        thresholds: rules.Thresholds | None = None,
+        clock: Callable[[], float] = time.time,
+        send: Sender = send_notice,
+    ) -> None:
+        self.thresholds = thresholds or rules.Thresholds.from_setting(settings.TASKTRAIL_ALERTS)
+        self.clock = clock
+        self.send = send
+
+    def run_once(self) -> Delivery:
+        now_dt = task_figures.now_datetime(self.clock())
+        return deliver_due(now_dt, dt.timedelta(seconds=self.thresholds.remind_seconds), self.send)

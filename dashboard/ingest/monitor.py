@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import redis
@@ -39,13 +39,6 @@ class MonitorStats:
     started_at: float = field(default_factory=time.time)
 
 
-@dataclass
-class PeriodicJob:
-    every: float
-    job: Callable[[], None]
-    last_run: float = 0.0
-
-
 class Monitor:
     def __init__(
         self,
@@ -56,7 +49,6 @@ class Monitor:
         max_backoff: float = 10.0,
         heartbeat_every: float = 2.0,
         min_batch_interval: float = 0.25,
-        periodic: Sequence[tuple[float, Callable[[], None]]] = (),
     ) -> None:
         self.consumer = consumer
         self.batch_entries = batch_entries
@@ -69,8 +61,6 @@ class Monitor:
         self.stats = MonitorStats()
         self._stopping = threading.Event()
         self._last_heartbeat = 0.0
-        # (every seconds, job): checks that run inside the monitor's loop (queue alerts, …)
-        self._periodic = [PeriodicJob(every, job) for every, job in periodic]
 
     def stop(self) -> None:
         self._stopping.set()
@@ -98,7 +88,6 @@ class Monitor:
             elif drain and entries is not None:
                 break
             self._maybe_heartbeat()
-            self._run_periodic()
         self._maybe_heartbeat(force=True)
         return self.stats
 
@@ -181,18 +170,6 @@ class Monitor:
             if self._stopping.wait(backoff):
                 return None
             backoff = min(self.max_backoff, backoff * 2)
-
-    def _run_periodic(self) -> None:
-        now = time.monotonic()
-        for periodic in self._periodic:
-            if now - periodic.last_run < periodic.every:
-                continue
-            periodic.last_run = now
-            try:
-                periodic.job()
-            except Exception:  # a failing check must not stop ingestion
-                logger.exception("periodic job %s failed", getattr(periodic.job, "__name__", "?"))
-                connection.close()
 
     def _maybe_heartbeat(self, force: bool = False) -> None:
         now = time.time()

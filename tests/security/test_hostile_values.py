@@ -17,7 +17,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard.alerts import rules
-from dashboard.alerts.checks import running_tasks
+from dashboard.alerts.task_figures import running_tasks
 from dashboard.alerts.incidents import sync_incidents
 from dashboard.alerts.mail import build_message
 from dashboard.models import AlertIncident, OperatorAction, TaskAttempt, TaskRun

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.alerts import rules
-from dashboard.alerts.checks import running_tasks
+from dashboard.alerts.task_figures import running_tasks
 from dashboard.alerts.incidents import sync_incidents
 from dashboard.alerts.mail import build_message
 from dashboard.models import AlertIncident, TaskRun

@@ -1,11 +1,13 @@
-"""A check cycle against the real broker and database, with a fake clock and a fake probe."""
+"""A check cycle and a mail cycle against the real broker and database, with a fake probe and one
+fake clock: the runners read it, and every time the test writes (publish stamps, task events,
+stream entry ids) is taken from it, so no figure depends on real time passing."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 from django.conf import settings
@@ -13,8 +15,9 @@ from django.contrib.auth.models import Group, User
 
 from dashboard import redis_keys
 from dashboard.alerts import rules
-from dashboard.alerts.checks import WorkersSeen
-from dashboard.alerts.runner import CheckRunner, CycleReport
+from dashboard.alerts.runner import CheckRunner, CycleReport, MailRunner
+from dashboard.alerts.worker_probe import WorkersSeen
+from dashboard.ingest.stream import GROUP
 from dashboard.ingest.writer import write_events
 from dashboard.models import AlertIncident, TaskRun
 from dashboard.selectors.alerts import alert_snapshot
@@ -36,9 +39,12 @@ THRESHOLDS = rules.Thresholds(
 )
 
 
+T0 = 1_750_000_000.0
+
+
 class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
 
     def __call__(self) -> float:
         return self.now
@@ -63,7 +69,7 @@ class Probe:
         self.queues = queues
 
     def __call__(self) -> WorkersSeen | None:
-        return None if self.queues is None else WorkersSeen(time.time(), self.queues)
+        return None if self.queues is None else WorkersSeen(T0, self.queues)
 
 
 def message(published: float | None) -> str:
@@ -78,20 +84,36 @@ def declare(client, queue: str) -> None:
     client.sadd(f"_kombu.binding.{queue}", f"{queue}{PRIORITY_SEP}{PRIORITY_SEP}{queue}")
 
 
+@dataclass
+class Alerts:
+    """What a monitor's check and mail threads do, one after the other."""
+
+    check: CheckRunner
+    mail: MailRunner
+
+    def run_once(self) -> CycleReport:
+        report = self.check.run_once()
+        self.mail.run_once()
+        return report
+
+
 @pytest.fixture
-def make_runner(redis_client) -> Callable[..., tuple[CheckRunner, Clock, Outbox]]:
+def make_runner(redis_client) -> Callable[..., tuple[Alerts, Clock, Outbox]]:
     def make(
         probe: Probe | None = None, clock: Clock | None = None, outbox: Outbox | None = None
-    ) -> tuple[CheckRunner, Clock, Outbox]:
+    ) -> tuple[Alerts, Clock, Outbox]:
         clock, outbox = clock or Clock(), outbox or Outbox()
-        runner = CheckRunner(
+        check = CheckRunner(
             client=redis_client,
             probe=probe or Probe({"w1@h": ("default", "inventory")}),
             thresholds=THRESHOLDS,
             clock=clock,
-            send=outbox,
         )
-        return runner, clock, outbox
+        return (
+            Alerts(check, MailRunner(thresholds=THRESHOLDS, clock=clock, send=outbox)),
+            clock,
+            outbox,
+        )
 
     return make
 
@@ -106,9 +128,9 @@ def test_no_consumer_warning_then_stuck_one_mail_across_a_restart_then_recovery(
     make_runner, redis_client
 ):
     declare(redis_client, "isolated")
-    for _ in range(3):
-        redis_client.lpush("isolated", message(time.time()))
     runner, clock, outbox = make_runner()
+    for _ in range(3):
+        redis_client.lpush("isolated", message(clock.now))
     first = runner.run_once()
     assert queue_verdict(first, "isolated").state == "warning"  # nobody consumes it, not for long
     assert queue_verdict(first, "default").state == "ok"
@@ -122,7 +144,7 @@ def test_no_consumer_warning_then_stuck_one_mail_across_a_restart_then_recovery(
     restarted, _, _ = make_runner(clock=clock, outbox=outbox)
     clock.advance(10)
     again = queue_verdict(restarted.run_once(), "isolated")
-    assert again.figures["no_consumer_for"] == pytest.approx(71, abs=1)  # clock kept in Redis
+    assert again.figures["no_consumer_for"] == 71  # the condition's start is kept in Redis
     assert outbox.sent == [(rules.QUEUE_STUCK, "isolated", "opened")]
     assert AlertIncident.objects.filter(resolved_at__isnull=True).count() == 1
 
@@ -135,35 +157,67 @@ def test_no_consumer_warning_then_stuck_one_mail_across_a_restart_then_recovery(
 
 def test_priority_sub_queues_count_and_the_oldest_is_taken_across_them(make_runner, redis_client):
     declare(redis_client, "isolated")
-    now = time.time()
-    redis_client.lpush("isolated", message(now - 10))
-    redis_client.lpush(f"isolated{PRIORITY_SEP}3", message(now - 400))
-    redis_client.lpush(f"isolated{PRIORITY_SEP}9", message(now - 5))
+    runner, clock, _ = make_runner(probe=Probe({"w1@h": ("isolated",)}))
+    redis_client.lpush("isolated", message(clock.now - 10))
+    redis_client.lpush(f"isolated{PRIORITY_SEP}3", message(clock.now - 400))
+    redis_client.lpush(f"isolated{PRIORITY_SEP}9", message(clock.now - 5))
     redis_client.lpush(f"isolated{PRIORITY_SEP}9", message(None))
-    runner, _, _ = make_runner(probe=Probe({"w1@h": ("isolated",)}))
     verdict = queue_verdict(runner.run_once(), "isolated")
     assert verdict.figures["depth"] == 4
-    assert verdict.figures["oldest_age"] == pytest.approx(400, abs=2)
+    assert verdict.figures["oldest_age"] == 400
     assert verdict.state == "stuck" and verdict.fired == ("oldest",)
 
 
 def test_the_snapshot_the_pages_read(make_runner, redis_client):
     declare(redis_client, "isolated")
-    redis_client.lpush("isolated", message(time.time() - 90))
-    runner, _, _ = make_runner()
-    report = runner.run_once()
+    runner, clock, _ = make_runner()
+    redis_client.lpush("isolated", message(clock.now - 90))
+    runner.run_once()
     snapshot = alert_snapshot(redis_client)
     assert snapshot is not None and snapshot.workers == 1
     assert snapshot.queues["isolated"].state == "warning"
     assert snapshot.queues["default"].consumers == 1
-    assert report.redis_round_trips == 3  # the queue list, one read, one write
-    assert runner.run_once().redis_round_trips == 2  # the queue list is reused for 30 s
+
+
+def raw_snapshot(redis_client) -> dict:
+    return json.loads(redis_client.get(redis_keys.alert_snapshot(settings.TASKTRAIL_STREAM)))
+
+
+def test_the_snapshot_keeps_its_keys_and_adds_the_stream_lag(make_runner, redis_client):
+    runner, clock, _ = make_runner()
+    stream = settings.TASKTRAIL_STREAM
+    redis_client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    redis_client.xadd(stream, {"e": b"x"}, id=f"{int((clock.now - 125) * 1000)}-0")
+    runner.run_once()
+    snapshot = raw_snapshot(redis_client)
+    assert sorted(snapshot) == ["at", "every", "queues", "redis_seconds", "stream", "workers"]
+    assert snapshot["at"] == T0
+    assert sorted(snapshot["queues"]["default"]) == [
+        "consumers", "depth", "finished_per_minute", "oldest_age", "state", "words",
+    ]  # fmt: skip
+    assert snapshot["stream"] == {"lag_entries": 1, "lag_seconds": 125.0}
+
+
+def test_the_snapshot_says_when_the_stream_lag_is_unknown(make_runner, redis_client):
+    runner, _, _ = make_runner()
+    redis_client.set(settings.TASKTRAIL_STREAM, "not a stream")
+    runner.run_once()
+    assert raw_snapshot(redis_client)["stream"] == {"lag_entries": None, "lag_seconds": None}
+
+
+def test_the_queue_list_is_reused_for_30_seconds_of_the_checks_clock(make_runner):
+    runner, clock, _ = make_runner()
+    assert runner.run_once().redis_round_trips == 3  # the queue list, one read, one write
+    clock.advance(29)
+    assert runner.run_once().redis_round_trips == 2
+    clock.advance(1)
+    assert runner.run_once().redis_round_trips == 3
 
 
 def test_when_the_workers_cannot_be_asked_an_open_incident_stays_open(make_runner, redis_client):
     declare(redis_client, "isolated")
-    redis_client.lpush("isolated", message(time.time()))
     runner, clock, outbox = make_runner(probe=Probe({}))
+    redis_client.lpush("isolated", message(clock.now))
     runner.run_once()
     clock.advance(61)
     runner.run_once()
@@ -236,24 +290,9 @@ def test_a_late_event_from_a_lost_task_wins(make_runner):
 
 def test_the_monitor_behind_the_stream(make_runner, redis_client):
     runner, clock, outbox = make_runner()
-    redis_client.xadd(settings.TASKTRAIL_STREAM, {"e": b"x"})
+    redis_client.xadd(settings.TASKTRAIL_STREAM, {"e": b"x"}, id=f"{int(clock.now * 1000)}-0")
     assert runner.run_once().verdict(rules.MONITOR_LAG, "monitor").state == "ok"
     clock.advance(125)
     verdict = runner.run_once().verdict(rules.MONITOR_LAG, "monitor")
     assert verdict is not None and verdict.firing
     assert outbox.sent == [(rules.MONITOR_LAG, "monitor", "opened")]
-
-
-def test_the_monitor_command_runs_the_checks_unless_the_interval_is_zero(settings, redis_client):
-    from dashboard.management.commands.monitor import start_alerts
-
-    settings.TASKTRAIL_ALERT_CHECK_SECONDS = 0
-    assert start_alerts(redis_client) is None
-    settings.TASKTRAIL_ALERT_CHECK_SECONDS = 10
-    started = start_alerts(redis_client)
-    assert started is not None
-    job, probe = started
-    try:
-        job()  # the workers' first answer may not be in yet: consumers unknown, no error
-    finally:
-        probe.stop()

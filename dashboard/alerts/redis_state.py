@@ -1,0 +1,196 @@
+"""The alert checks' reads and writes in Redis.
+
+One pipelined round trip reads every queue's depth and oldest message, the timed-condition clocks,
+the workers' last answers and the stream's backlog; a second one writes the clocks back with the
+snapshot the pages read. The list of queues (a SCAN over kombu's bindings) is refreshed every 30 s,
+not every cycle.
+
+Timed conditions ("no consumer for 60 s") keep their start time in a Redis hash, so they survive a
+monitor restart and several monitors agree on them. Every age is measured against the ``now`` the
+check passes in.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from dashboard import redis_keys
+from dashboard.ingest.stream import GROUP
+from workers.broker import add_depth_commands, depth_command_count, known_queues, parse_depths
+
+QUEUE_LIST_SECONDS = 30.0  # how long the list of known queues is reused (a SCAN)
+
+
+@dataclass
+class RedisTimer:
+    """Wall time spent in Redis calls during one check (the bench reports it)."""
+
+    seconds: float = 0.0
+    round_trips: int = 0
+
+    @contextmanager
+    def measure(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.round_trips += 1
+
+
+@dataclass
+class BrokerFigures:
+    depths: dict[str, tuple[int, float | None]]  # queue -> (depth, oldest age)
+    since: dict[str, float]  # "condition:subject" -> start
+    workers_seen: dict[str, float]  # hostname -> last answered
+    lag_seconds: float | None
+    lag_entries: int | None
+
+
+def read_broker(
+    client: redis.Redis, stream: str, names: Sequence[str], now: float, timer: RedisTimer
+) -> BrokerFigures:
+    """Everything read from Redis in one pipelined round trip."""
+    pipe = client.pipeline(transaction=False)
+    add_depth_commands(pipe, names)
+    pipe.hgetall(redis_keys.alert_since(stream))
+    pipe.hgetall(redis_keys.alert_workers(stream))
+    pipe.xrange(stream, count=1)  # acknowledged entries are deleted: this is the oldest unwritten
+    pipe.xinfo_groups(stream)
+    with timer.measure():
+        replies = pipe.execute(raise_on_error=False)
+    n = depth_command_count(names)
+    depth_replies = replies[:n]
+    for reply in depth_replies:
+        if isinstance(reply, Exception):
+            raise reply
+    since_raw, seen_raw, first, groups = replies[n:]
+    depths = {d.name: (d.depth, d.oldest_age(now)) for d in parse_depths(names, depth_replies)}
+    lag_entries, lag_seconds = parse_stream_lag(first, groups, now)
+    return BrokerFigures(
+        depths=depths,
+        since=_float_hash(since_raw),
+        workers_seen=_float_hash(seen_raw),
+        lag_seconds=lag_seconds,
+        lag_entries=lag_entries,
+    )
+
+
+def parse_stream_lag(first: Any, groups: Any, now: float) -> tuple[int | None, float | None]:
+    """From ``XRANGE stream - + COUNT 1`` and ``XINFO GROUPS stream`` replies: entries the
+    monitors have not read, and the age of the oldest entry not yet written (acknowledged entries
+    are deleted, so the first one left is the oldest unwritten). None: could not tell."""
+    seconds = None
+    if isinstance(first, list):
+        seconds = 0.0
+        if first:
+            entry_id = first[0][0]
+            text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            seconds = max(0.0, now - int(text.split("-")[0]) / 1000)
+    entries = None
+    if isinstance(groups, list):
+        entries = 0
+        for group in groups:
+            name = group.get("name")
+            if (name.decode() if isinstance(name, bytes) else name) == GROUP:
+                entries = int(group.get("lag") or 0)
+    elif first == []:
+        entries = 0  # no stream yet: nothing behind
+    return entries, seconds
+
+
+def _float_hash(raw: Any) -> dict[str, float]:
+    if not isinstance(raw, dict):
+        return {}
+    out = {}
+    for key, value in raw.items():
+        try:
+            out[key.decode() if isinstance(key, bytes) else str(key)] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+class QueueList:
+    """Known queues (kombu bindings plus configured ones), re-read every ``every`` seconds of the
+    check's clock."""
+
+    def __init__(self, extra: Callable[[], set[str]], every: float = QUEUE_LIST_SECONDS) -> None:
+        self.extra = extra
+        self.every = every
+        self._names: list[str] = []
+        self._read_at: float | None = None
+
+    def get(self, client: redis.Redis, now: float, timer: RedisTimer) -> list[str]:
+        # a clock that went back (a corrected wall clock) re-reads too
+        if self._read_at is None or not 0 <= now - self._read_at < self.every:
+            with timer.measure():
+                self._names = known_queues(client, extra=self.extra())
+            self._read_at = now
+        return self._names
+
+
+# -- timed conditions ------------------------------------------------------------------------------
+
+
+@dataclass
+class ClockUpdate:
+    """Writes for the condition clock hash, made in the second pipeline."""
+
+    start: dict[str, float] = field(default_factory=dict)  # HSETNX
+    clear: list[str] = field(default_factory=list)  # HDEL
+
+
+def held_for(
+    since: Mapping[str, float],
+    conditions: Mapping[str, bool | None],
+    now: float,
+    update: ClockUpdate,
+) -> dict[str, float]:
+    """Seconds each condition (``"name:subject"``) has held; records starts and ends in
+    ``update``. An unknown condition (None) keeps its clock but is not reported as holding."""
+    held: dict[str, float] = {}
+    for key, holds in conditions.items():
+        if holds is None:
+            continue
+        if holds:
+            start = since.get(key)
+            if start is None:
+                update.start[key] = now
+                start = now
+            held[key] = max(0.0, now - start)
+        elif key in since:
+            update.clear.append(key)
+    return held
+
+
+def write_state(
+    client: redis.Redis,
+    stream: str,
+    update: ClockUpdate,
+    workers_seen: Mapping[str, float],
+    workers_forget: Sequence[str],
+    snapshot: Mapping[str, Any],
+    ttl: int,
+    timer: RedisTimer,
+) -> None:
+    pipe = client.pipeline(transaction=False)
+    since = redis_keys.alert_since(stream)
+    for key, start in update.start.items():
+        pipe.hsetnx(since, key, start)  # another monitor's earlier start wins
+    if update.clear:
+        pipe.hdel(since, *update.clear)
+    for host, seen in workers_seen.items():
+        pipe.hset(redis_keys.alert_workers(stream), host, seen)
+    if workers_forget:
+        pipe.hdel(redis_keys.alert_workers(stream), *workers_forget)
+    pipe.set(redis_keys.alert_snapshot(stream), json.dumps(snapshot), ex=ttl)
+    with timer.measure():
+        pipe.execute()
