@@ -228,29 +228,59 @@ def test_failed_publish_releases_the_claim_and_is_audited(redis_client, settings
     assert TaskRun.objects.get(task_id=old).retried_as is None  # can be retried again
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locking race needs PostgreSQL")
-def test_two_operators_retrying_at_once_publish_exactly_one_task(redis_client):
-    old = failed_invoice()
-    users = [user_in("operator"), user_in("operator")]
-    barrier = threading.Barrier(2)
-    results = []
+def race(*calls):
+    """Run the calls in threads of their own (a connection each), released at the same moment."""
+    barrier = threading.Barrier(len(calls))
+    results = [None] * len(calls)
 
-    def retry(user):
+    def run(index, call):
         barrier.wait()
         try:
-            results.append(task_run_retry(user=user, task_id=old, reason="race"))
+            results[index] = call()
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=retry, args=(u,)) for u in users]
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    return results
+
+
+def test_two_operators_retrying_at_once_publish_exactly_one_task(redis_client):
+    old = failed_invoice()
+    users = [user_in("operator"), user_in("operator")]
+    results = race(*(lambda u=u: task_run_retry(user=u, task_id=old, reason="race") for u in users))
     assert sorted(len(r.done) for r in results) == [0, 1]
     assert len(queued(redis_client)) == 1
     assert OperatorAction.objects.filter(outcome="done").count() == 1
     assert OperatorAction.objects.filter(outcome="refused").count() == 1
+
+
+def test_bulk_retry_racing_single_retries_retries_every_task_once(redis_client):
+    ids = [failed_invoice() for _ in range(30)]
+    overlap = ids[::6]
+    bulk_user, single_user = user_in("operator"), user_in("operator")
+
+    def singles():
+        return [task_run_retry(user=single_user, task_id=t, reason="single") for t in overlap]
+
+    bulk, single_results = race(
+        lambda: task_runs_bulk(user=bulk_user, kind="retry", reason="bulk", task_ids=ids),
+        singles,
+    )
+    new_ids = dict(bulk.new_task_ids)
+    for result in single_results:
+        new_ids.update(result.new_task_ids)
+    published = [
+        (m["headers"]["tasktrail_retry_of"], m["headers"]["id"]) for m in queued(redis_client)
+    ]
+    assert sorted(published) == sorted(new_ids.items())
+    assert sorted(new_ids) == sorted(ids)
+    linked = dict(TaskRun.objects.filter(task_id__in=ids).values_list("task_id", "retried_as"))
+    assert linked == new_ids
 
 
 def test_a_task_that_opts_out_is_never_retried_by_an_operator(redis_client):
