@@ -8,11 +8,13 @@ import threading
 import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from dashboard.filters import TaskFilter
 from dashboard.ingest.writer import write_events
 from dashboard.models import OperatorAction, OperatorActionTarget, TaskRun
 from dashboard.services import (
+    CHUNK,
     ActionInputError,
     bulk_scope,
     task_run_cancel,
@@ -53,6 +55,25 @@ def failed_invoice(task_id: str | None = None, **fields) -> str:
         ]
     )
     return task_id
+
+
+def failed_invoices(count: int) -> list[str]:
+    """``count`` failed tasks, written in one batch."""
+    ids = [new_task_id() for _ in range(count)]
+    fields = {"name": "workers.tasks.send_invoice", "queue": "default", "args": "[1]",
+              "kwargs": "{}", "published_at": T0}  # fmt: skip
+    write_events(
+        [event("published", t, T0, **fields) for t in ids]
+        + [event("failed", t, T0 + 1, exc_type="ValueError", exc_message="boom") for t in ids]
+    )
+    return ids
+
+
+def statements_of_bulk_retry(ids: list[str]) -> int:
+    operator = user_in("operator")
+    with CaptureQueriesContext(connection) as captured:  # the after-commit writes included
+        task_runs_bulk(user=operator, kind="retry", reason="x", task_ids=ids)
+    return len(captured.captured_queries)
 
 
 def queued(client, queue="default"):
@@ -211,6 +232,56 @@ def test_bulk_refuses_when_the_selection_changed_since_confirmation(redis_client
     with pytest.raises(ActionInputError, match="changed"):
         task_runs_bulk(user=operator, kind="retry", reason="x",
                        task_filter=TaskFilter(states=("FAILURE",)), expected_count=5)  # fmt: skip
+
+
+def test_bulk_retry_runs_as_many_statements_for_forty_tasks_as_for_four(redis_client):
+    few, many = failed_invoices(4), failed_invoices(40)
+    assert statements_of_bulk_retry(many) == statements_of_bulk_retry(few)
+
+
+def test_bulk_retry_over_several_chunks_retries_each_and_refuses_the_rest(redis_client):
+    operator = user_in("operator")
+    ids = failed_invoices(2 * CHUNK + 1)
+    succeeded, unknown = ids[CHUNK + 3], new_task_id()
+    write_events([event("succeeded", succeeded, T0 + 2)])
+    selection = [*ids, unknown]
+    result = task_runs_bulk(user=operator, kind="retry", reason="x", task_ids=selection)
+    retried = [t for t in ids if t != succeeded]
+    assert result.done == retried
+    assert result.refused == {
+        succeeded: "a SUCCESS task cannot be retried (only failed, revoked, rejected or lost ones)",
+        unknown: "no task with this id has been recorded",
+    }
+    assert len(queued(redis_client)) == len(retried)
+    outcomes = dict(OperatorActionTarget.objects.values_list("task_id", "outcome"))
+    assert outcomes == {**dict.fromkeys(retried, "done"), succeeded: "refused", unknown: "refused"}
+    assert OperatorAction.objects.get().outcome == "partial"
+
+
+def test_bulk_retry_records_each_target_new_id_and_each_failed_publish(redis_client, monkeypatch):
+    from workers import control
+
+    ids = failed_invoices(3)
+    publish = control.publish_retry
+
+    def broker_refuses_the_second(app, **kwargs):
+        if kwargs["retry_of"] == ids[1]:
+            raise ConnectionError("queue full")
+        return publish(app, **kwargs)
+
+    monkeypatch.setattr(control, "publish_retry", broker_refuses_the_second)
+    result = task_runs_bulk(user=user_in("operator"), kind="retry", reason="x", task_ids=ids)
+    targets = {
+        t.task_id: (t.outcome, t.new_task_id, t.message) for t in OperatorActionTarget.objects.all()
+    }
+    assert targets == {
+        ids[0]: ("done", result.new_task_ids[ids[0]], ""),
+        ids[1]: ("failed", None, "publish failed: queue full"),
+        ids[2]: ("done", result.new_task_ids[ids[2]], ""),
+    }
+    links = dict(TaskRun.objects.filter(task_id__in=ids).values_list("task_id", "retried_as"))
+    assert links == {ids[0]: result.new_task_ids[ids[0]], ids[1]: None,
+                     ids[2]: result.new_task_ids[ids[2]]}  # fmt: skip
 
 
 def test_failed_publish_releases_the_claim_and_is_audited(redis_client, settings, monkeypatch):
