@@ -1,10 +1,12 @@
-"""A real SMTP server on a free loopback port (aiosmtpd), collecting what it receives."""
+"""Real SMTP servers on free loopback ports: one (aiosmtpd) collecting what it receives, one that
+accepts connections and never answers."""
 
 from __future__ import annotations
 
 import email
 import email.policy
 import socket
+import threading
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -68,3 +70,59 @@ class SmtpServer:
 
     def subjects(self) -> list[str]:
         return [r.subject for r in self.received]
+
+
+class HangingSmtpServer:
+    """Accepts connections and never says a word (not even the greeting): a client waits until its
+    own timeout. ``stop()`` closes every connection, which ends the client's wait at once."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._accepted = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="hanging-smtp", daemon=True)
+
+    def start(self) -> HangingSmtpServer:
+        self._listener.listen(16)
+        self._listener.settimeout(0.1)  # to notice stop(); a blocked accept() ignores close()
+        self._thread.start()
+        return self
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with self._lock:
+                self._connections.append(conn)
+            self._accepted.set()
+
+    def wait_for_client(self, timeout: float) -> bool:
+        """True once a client has connected."""
+        return self._accepted.wait(timeout)
+
+    def clients_waiting(self) -> int:
+        """Connections whose client is still there and has sent nothing: each is a send in hand."""
+        waiting = 0
+        with self._lock:
+            for conn in self._connections:
+                try:
+                    conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    waiting += 1  # open and silent
+                except OSError:
+                    pass  # reset by the client
+        return waiting
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(5)
+        self._listener.close()
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
