@@ -1,7 +1,9 @@
 """Prometheus metrics: a custom collector that reads the current figures at each scrape.
 
-Gauges of the moment (queue depth, oldest age, consumers, tasks by state, open incidents, lag)
-and one counter per live monitor (events written; ``rate()`` of it is the ingest rate).
+Queue figures (depth, oldest age, consumers, state) and the stream's lag are those of the
+monitor's latest check, with that check's age beside them; tasks by state and open incidents are
+counted in the database; one counter per live monitor (events written; ``rate()`` of it is the
+ingest rate).
 """
 
 from __future__ import annotations
@@ -35,60 +37,65 @@ class TasktrailCollector(Collector):
         yield from self._monitor(f)
 
     def _queues(self, f: MetricsFigures) -> Iterator[Metric]:
-        up = GaugeMetricFamily("tasktrail_broker_up", "1 if the broker answered this scrape.")
-        up.add_metric([], 0 if f.queues is None else 1)
+        up = GaugeMetricFamily(
+            "tasktrail_broker_up", "1 if Redis (the broker) answered this scrape's reads."
+        )
+        up.add_metric([], 1 if f.redis_up else 0)
         yield up
+        check_age = GaugeMetricFamily(
+            "tasktrail_alert_check_age_seconds",
+            "Seconds since the monitor's latest check, which the queue figures come from "
+            "(absent: no check to show, the monitor is not running or its checks are off).",
+        )
+        if f.checked is not None:
+            check_age.add_metric([], f.checked.age)
+        yield check_age
+        fresh = f.checked if f.checked is not None and not f.checked.stale else None
+        absent = " Absent while that check is stale."
         depth = GaugeMetricFamily(
             "tasktrail_queue_depth",
-            "Messages waiting on the queue, priority sub-queues included.",
+            "Messages waiting on the queue, priority sub-queues included, at the monitor's latest "
+            "check." + absent,
             labels=["queue"],
         )
         oldest = GaugeMetricFamily(
             "tasktrail_queue_oldest_age_seconds",
-            "Age of the oldest waiting message (stamped at publish).",
+            "Age of the oldest waiting message (stamped at publish), at the latest check." + absent,
             labels=["queue"],
         )
-        for queue in f.queues or []:
-            depth.add_metric([queue.name], queue.depth)
-            age = queue.oldest_age()
-            if age is not None:
-                oldest.add_metric([queue.name], age)
-        yield depth
-        yield oldest
-        checked = f.checked
         consumers = GaugeMetricFamily(
             "tasktrail_queue_consumers",
-            "Workers consuming the queue, at the monitor's latest check.",
+            "Workers consuming the queue, at the latest check." + absent,
             labels=["queue"],
         )
         rate = GaugeMetricFamily(
             "tasktrail_queue_finished_per_minute",
-            "Tasks finished per minute over the last five minutes, at the latest check.",
+            "Tasks finished per minute over the last five minutes, at the latest check." + absent,
             labels=["queue"],
         )
         state = GaugeMetricFamily(
             "tasktrail_queue_state",
-            "1 for the queue's state at the latest check (ok, warning or stuck).",
+            "1 for the queue's state at the latest check (ok, warning or stuck)." + absent,
             labels=["queue", "state"],
-        )
-        check_age = GaugeMetricFamily(
-            "tasktrail_alert_check_age_seconds", "Seconds since the monitor's latest alert check."
         )
         check_redis = GaugeMetricFamily(
             "tasktrail_alert_check_redis_seconds", "Redis time of the latest alert check."
         )
-        if checked is not None:
-            check_age.add_metric([], checked.age)
-            if checked.redis_seconds is not None:
-                check_redis.add_metric([], checked.redis_seconds)
-            for name, q in sorted(checked.queues.items()):
+        if fresh is not None:
+            if fresh.redis_seconds is not None:
+                check_redis.add_metric([], fresh.redis_seconds)
+            for name, q in sorted(fresh.queues.items()):
+                if q.depth is not None:
+                    depth.add_metric([name], q.depth)
+                if q.oldest_age is not None:
+                    oldest.add_metric([name], q.oldest_age)
                 if q.consumers is not None:
                     consumers.add_metric([name], q.consumers)
                 if q.finished_per_minute is not None:
                     rate.add_metric([name], q.finished_per_minute)
                 for value in QUEUE_STATES:
                     state.add_metric([name, value], 1 if q.state == value else 0)
-        yield from (consumers, rate, state, check_age, check_redis)
+        yield from (depth, oldest, consumers, rate, state, check_redis)
 
     def _tasks(self, f: MetricsFigures) -> Iterator[Metric]:
         live = GaugeMetricFamily(
@@ -127,17 +134,20 @@ class TasktrailCollector(Collector):
             rejected.add_metric([beat.consumer], beat.rejected)
         yield events
         yield rejected
+        fresh = f.checked if f.checked is not None and not f.checked.stale else None
         lag = GaugeMetricFamily(
-            "tasktrail_monitor_lag_entries", "Stream entries no monitor has read yet."
+            "tasktrail_monitor_lag_entries",
+            "Stream entries no monitor had read, at the monitor's latest check.",
         )
-        if f.lag_entries is not None:
-            lag.add_metric([], f.lag_entries)
+        if fresh is not None and fresh.lag_entries is not None:
+            lag.add_metric([], fresh.lag_entries)
         yield lag
         lag_age = GaugeMetricFamily(
-            "tasktrail_monitor_lag_seconds", "Age of the oldest event not yet written."
+            "tasktrail_monitor_lag_seconds",
+            "Age of the oldest event not yet written, at the monitor's latest check.",
         )
-        if f.lag_seconds is not None:
-            lag_age.add_metric([], f.lag_seconds)
+        if fresh is not None and fresh.lag_seconds is not None:
+            lag_age.add_metric([], fresh.lag_seconds)
         yield lag_age
 
 

@@ -63,25 +63,51 @@ def open_incident_counts() -> dict[str, int]:
     )
 
 
+# A snapshot older than this many check intervals (plus a grace for a slow cycle) is stale: the
+# monitor stopped, or its checks fail. The monitor lets the key expire a little later.
+STALE_AFTER_CHECKS = 3
+STALE_GRACE_SECONDS = 5.0
+DEFAULT_CHECK_SECONDS = 10.0
+
+
 @dataclass(frozen=True)
 class QueueCheck:
     state: str  # ok / warning / stuck
     words: str
+    depth: int | None
+    oldest_age: float | None  # seconds, at the check
     consumers: int | None
     finished_per_minute: float | None
 
 
 @dataclass(frozen=True)
 class AlertSnapshot:
+    """What the monitor measured at its latest check (``CheckRunner.snapshot``)."""
+
     at: float
     age: float  # seconds since the check
+    every: float  # the monitor's check interval
     queues: dict[str, QueueCheck]
     workers: int | None
     redis_seconds: float | None
+    lag_entries: int | None  # stream entries no monitor has read; None: unknown
+    lag_seconds: float | None  # age of the oldest entry not yet written; None: unknown
+
+    @property
+    def stale(self) -> bool:
+        return self.age > STALE_AFTER_CHECKS * self.every + STALE_GRACE_SECONDS
+
+
+def _number(value: Any, kind: type[int] | type[float]) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return kind(value)
 
 
 def alert_snapshot(client: redis.Redis | None = None) -> AlertSnapshot | None:
-    """The monitor's latest check, or None when there is none recent (alerts off, monitor down)."""
+    """The monitor's latest check, stale or not (see ``stale``); None when there is none (alerts
+    off, monitor never ran or gone long enough for the key to expire) or Redis cannot be read.
+    One GET."""
     client = client or shared_client()
     try:
         raw = client.get(redis_keys.alert_snapshot(settings.TASKTRAIL_STREAM))
@@ -91,30 +117,34 @@ def alert_snapshot(client: redis.Redis | None = None) -> AlertSnapshot | None:
         return None
     try:
         data: dict[str, Any] = json.loads(raw)
-        age = max(0.0, time.time() - float(data["at"]))
-        if age > 3 * float(data.get("every") or 10) + 5:
-            return None
+        at = float(data["at"])
         queues = {
             str(name): QueueCheck(
                 state=str(q.get("state")),
                 words=str(q.get("words") or ""),
-                consumers=q.get("consumers"),
-                finished_per_minute=q.get("finished_per_minute"),
+                depth=_number(q.get("depth"), int),
+                oldest_age=_number(q.get("oldest_age"), float),
+                consumers=_number(q.get("consumers"), int),
+                finished_per_minute=_number(q.get("finished_per_minute"), float),
             )
             for name, q in dict(data.get("queues") or {}).items()
         }
+        stream = dict(data.get("stream") or {})
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
     return AlertSnapshot(
-        at=float(data["at"]),
-        age=age,
+        at=at,
+        age=max(0.0, time.time() - at),
+        every=_number(data.get("every"), float) or DEFAULT_CHECK_SECONDS,
         queues=queues,
-        workers=data.get("workers"),
-        redis_seconds=data.get("redis_seconds"),
+        workers=_number(data.get("workers"), int),
+        redis_seconds=_number(data.get("redis_seconds"), float),
+        lag_entries=_number(stream.get("lag_entries"), int),
+        lag_seconds=_number(stream.get("lag_seconds"), float),
     )
 
 
 def queue_states() -> dict[str, QueueCheck]:
     """Queue name -> its latest check (empty when there is no recent one)."""
     checked = alert_snapshot()
-    return checked.queues if checked is not None else {}
+    return checked.queues if checked is not None and not checked.stale else {}

@@ -1,34 +1,44 @@
-"""Queues as the broker sees them, with throughput from the recorded rows."""
+"""Queues as the monitor measured them at its latest check, with throughput from the recorded rows.
+
+A page request never asks the broker or the workers itself: the monitor's alert check already
+reads every queue's depth and asks the workers who consumes what, and leaves its figures in one
+Redis key (``alert_snapshot``). Reading that is one GET; the alternative was a SCAN of the
+keyspace, a pipeline per queue and a broadcast waiting half a second for the workers' replies.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from dataclasses import dataclass
 
+import redis
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Count
 from django.utils import timezone
 
 from dashboard.models import TaskRun
-from dashboard.redis_client import shared_client
-from dashboard.selectors.alerts import alert_snapshot
-from workers.broker import QueueDepth, known_queues, queue_depths
-
-logger = logging.getLogger("tasktrail.queues")
-CONSUMERS_CACHE_SECONDS = 10
+from dashboard.selectors.alerts import AlertSnapshot, alert_snapshot
 
 
 @dataclass(frozen=True)
 class QueueInfo:
     name: str
-    depth: int
-    oldest_age: float | None
-    consumers: int | None  # None: could not ask the workers
+    depth: int | None  # None: the check could not read it
+    oldest_age: float | None  # seconds, at the check
+    consumers: int | None  # None: the workers did not answer the check
     finished_last_hour: int
-    state: str | None = None  # ok / warning / stuck from the monitor's latest check; None: none
+    state: str | None  # ok / warning / stuck; None: unknown (the check is stale)
     state_words: str = ""
+
+
+@dataclass(frozen=True)
+class QueueOverview:
+    measured: AlertSnapshot | None  # None: no check to show (monitor not running, or alerts off)
+    queues: list[QueueInfo]
+
+    @property
+    def stale(self) -> bool:
+        return self.measured is not None and self.measured.stale
 
 
 def configured_queues() -> set[str]:
@@ -39,33 +49,11 @@ def configured_queues() -> set[str]:
     return names
 
 
-def consumers_per_queue() -> dict[str, int] | None:
-    """Live consumers per queue from the workers' own answer (cached: it costs a broadcast)."""
-    cached = cache.get("tasktrail:consumers")
-    if cached is not None:
-        return dict(cached)
-    from workers.celery_app import app
-
-    try:
-        replies = app.control.inspect(timeout=0.5).active_queues() or {}
-    except Exception as exc:  # broker down: the page still renders
-        logger.warning("could not ask workers for their queues: %s", exc)
-        return None
-    counts: dict[str, int] = {}
-    for queues in replies.values():
-        for queue in queues or []:
-            counts[queue["name"]] = counts.get(queue["name"], 0) + 1
-    cache.set("tasktrail:consumers", counts, CONSUMERS_CACHE_SECONDS)
-    return counts
-
-
-def queue_overview() -> list[QueueInfo]:
-    client = shared_client()
-    names = known_queues(client, extra=configured_queues())
-    depths: dict[str, QueueDepth] = {d.name: d for d in queue_depths(client, names)}
-    consumers = consumers_per_queue()
-    checked = alert_snapshot(client)
-    states = checked.queues if checked is not None else {}
+def queue_overview(client: redis.Redis | None = None) -> QueueOverview:
+    measured = alert_snapshot(client)
+    if measured is None:
+        return QueueOverview(measured=None, queues=[])
+    names = sorted(measured.queues)
     since = timezone.now() - dt.timedelta(hours=1)
     finished = dict(
         TaskRun.objects.filter(finished_at__gte=since, queue__in=names)
@@ -73,15 +61,20 @@ def queue_overview() -> list[QueueInfo]:
         .annotate(n=Count("id"))
         .values_list("queue", "n")
     )
-    return [
-        QueueInfo(
-            name=name,
-            depth=depths[name].depth,
-            oldest_age=depths[name].oldest_age(),
-            consumers=None if consumers is None else consumers.get(name, 0),
-            finished_last_hour=finished.get(name, 0),
-            state=states[name].state if name in states else None,
-            state_words=states[name].words if name in states else "",
-        )
-        for name in names
-    ]
+    # A stale check's figures are shown as what they were; its verdicts are not current.
+    fresh = not measured.stale
+    return QueueOverview(
+        measured=measured,
+        queues=[
+            QueueInfo(
+                name=name,
+                depth=check.depth,
+                oldest_age=check.oldest_age,
+                consumers=check.consumers,
+                finished_last_hour=finished.get(name, 0),
+                state=check.state if fresh else None,
+                state_words=check.words if fresh else "",
+            )
+            for name, check in ((n, measured.queues[n]) for n in names)
+        ],
+    )

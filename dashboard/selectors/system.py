@@ -1,4 +1,4 @@
-"""State of the moving parts, read from Redis: the monitors' heartbeats and the stream backlog."""
+"""State of the moving parts, from the monitors' heartbeats in Redis (one HGETALL)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,37 @@ LAG_WARNING = 5_000
 
 
 @dataclass(frozen=True)
+class Heartbeat:
+    consumer: str
+    at: float  # Unix time of the beat
+    events: int  # written since the monitor started
+    rejected: int
+    lag: int  # stream entries no monitor had read at the beat
+
+
+def heartbeats(client: redis.Redis | None = None) -> list[Heartbeat]:
+    """Every monitor's latest heartbeat, by consumer name. Raises ``redis.RedisError``."""
+    client = client or shared_client()
+    raw_beats: dict[bytes, bytes] = client.hgetall(redis_keys.monitors(settings.TASKTRAIL_STREAM))  # type: ignore[assignment]
+    beats = []
+    for name, raw in raw_beats.items():
+        try:
+            beat = json.loads(raw)
+            beats.append(
+                Heartbeat(
+                    consumer=name.decode(errors="replace"),
+                    at=float(beat["at"]),
+                    events=int(beat.get("events") or 0),
+                    rejected=int(beat.get("rejected") or 0),
+                    lag=int(beat.get("lag") or 0),
+                )
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return sorted(beats, key=lambda b: b.consumer)
+
+
+@dataclass(frozen=True)
 class MonitorStatus:
     running: bool
     last_seen_seconds: float | None
@@ -25,30 +56,20 @@ class MonitorStatus:
 
 
 def monitor_status(client: redis.Redis | None = None) -> MonitorStatus:
-    client = client or shared_client()
     try:
-        beats = client.hgetall(redis_keys.monitors(settings.TASKTRAIL_STREAM))
+        beats = heartbeats(client)
     except redis.RedisError as exc:
         return MonitorStatus(False, None, 0, f"Redis is unreachable ({exc}); nothing is recorded.")
-    now = time.time()
-    newest: dict[str, float] | None = None
-    for raw in beats.values():
-        try:
-            beat = json.loads(raw)
-        except ValueError:
-            continue
-        if newest is None or beat.get("at", 0) > newest.get("at", 0):
-            newest = beat
-    if newest is None:
+    if not beats:
         return MonitorStatus(False, None, 0, "No monitor has run yet: start `manage.py monitor`.")
-    age = now - float(newest.get("at", 0))
-    backlog = int(newest.get("lag", 0))
+    newest = max(beats, key=lambda b: b.at)
+    age = time.time() - newest.at
     if age > STALE_AFTER_SECONDS:
         return MonitorStatus(
-            False, age, backlog, f"The monitor last reported {age:.0f}s ago: rows may be stale."
+            False, age, newest.lag, f"The monitor last reported {age:.0f}s ago: rows may be stale."
         )
-    if backlog > LAG_WARNING:
+    if newest.lag > LAG_WARNING:
         return MonitorStatus(
-            True, age, backlog, f"The monitor is behind by {backlog} stream entries."
+            True, age, newest.lag, f"The monitor is behind by {newest.lag} stream entries."
         )
-    return MonitorStatus(True, age, backlog, None)
+    return MonitorStatus(True, age, newest.lag, None)

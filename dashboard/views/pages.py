@@ -115,7 +115,7 @@ def task_stats_page(request: HtmxHttpRequest) -> HttpResponse:
 @viewer_required
 @vary_on_headers("HX-Request")
 def queues_page(request: HtmxHttpRequest) -> HttpResponse:
-    context = {"queues": queue_overview(), "monitor": monitor_status()}
+    context = {"overview": queue_overview(), "monitor": monitor_status()}
     if request.htmx:
         return render(request, "dashboard/partials/queue_table.html", context)
     return render(request, "dashboard/queues.html", context)

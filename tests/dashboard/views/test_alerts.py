@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 
 import pytest
@@ -16,6 +17,7 @@ from dashboard.alerts import rules
 from dashboard.alerts.incidents import sync_incidents
 from dashboard.models import AlertIncident
 from tests.dashboard.views.conftest import HOSTILE
+from tests.dashboard.views.snapshots import write_snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -104,6 +106,7 @@ def test_no_recent_check_shows_no_state(viewer_client, redis_client, tasks):
     )
     body = viewer_client.get(reverse("queues")).content.decode()
     assert "qstate-stuck" not in body and "qstate-unknown" in body
+    assert "<strong>stale</strong>" in body
 
 
 def test_metrics_are_off_without_a_token(client, settings):
@@ -124,9 +127,15 @@ def test_metrics_export_queues_tasks_incidents_and_the_monitor(
     client, settings, redis_client, tasks
 ):
     settings.TASKTRAIL_METRICS_TOKEN = "s3cret-token"
+    # one message on the broker: the exported depth is the monitor's (2), not a read of the broker
     redis_client.lpush("default", json.dumps({"headers": {"tasktrail_published": time.time()}}))
-    redis_client.lpush("default\x06\x169", json.dumps({"headers": {}}))
-    snapshot(redis_client, {"default": {"state": "warning", "words": "x", "consumers": 2}})
+    write_snapshot(
+        redis_client,
+        {"default": {"state": "warning", "words": "x", "depth": 2, "oldest_age": 5.0,
+                     "consumers": 2, "finished_per_minute": 0.5}},
+        age=20,
+        stream={"lag_entries": 3, "lag_seconds": 1.5},
+    )  # fmt: skip
     redis_client.hset(
         settings.TASKTRAIL_STREAM + ":monitors",
         "host-1",
@@ -139,15 +148,57 @@ def test_metrics_export_queues_tasks_incidents_and_the_monitor(
     text = response.content.decode()
     for line in [
         'tasktrail_queue_depth{queue="default"} 2.0',
+        'tasktrail_queue_oldest_age_seconds{queue="default"} 5.0',
         'tasktrail_queue_consumers{queue="default"} 2.0',
+        'tasktrail_queue_finished_per_minute{queue="default"} 0.5',
         'tasktrail_queue_state{queue="default",state="warning"} 1.0',
         'tasktrail_queue_state{queue="default",state="stuck"} 0.0',
         'tasktrail_tasks{state="STARTED"} 0.0',
         'tasktrail_tasks{state="RETRY"} 1.0',
         'tasktrail_incidents_open{rule="queue_stuck"} 1.0',
+        "tasktrail_monitors 1.0",
         'tasktrail_monitor_events_total{monitor="host-1"} 1234.0',
+        "tasktrail_monitor_lag_entries 3.0",
+        "tasktrail_monitor_lag_seconds 1.5",
         "tasktrail_broker_up 1.0",
     ]:
         assert line in text, line
-    assert "tasktrail_queue_oldest_age_seconds" in text
-    assert "tasktrail_monitor_lag_seconds" in text
+    assert 20 <= check_age(text) <= 20 + (time.time() - started(redis_client))
+
+
+def started(redis_client) -> float:
+    """When the snapshot now in Redis was taken."""
+    raw = redis_client.get(redis_keys.alert_snapshot(settings.TASKTRAIL_STREAM))
+    return float(json.loads(raw)["at"])
+
+
+def check_age(text: str) -> float:
+    found = re.search(r"^tasktrail_alert_check_age_seconds (\S+)$", text, re.MULTILINE)
+    assert found is not None
+    return float(found.group(1))
+
+
+def test_metrics_from_a_stale_check_export_its_age_and_no_queue_figures(
+    client, settings, redis_client
+):
+    settings.TASKTRAIL_METRICS_TOKEN = "s3cret-token"
+    write_snapshot(
+        redis_client,
+        {"default": {"state": "ok", "depth": 2, "consumers": 1}},
+        age=50,
+        stream={"lag_entries": 3, "lag_seconds": 1.5},
+    )
+    text = client.get(reverse("metrics"), headers={"Authorization": "Bearer s3cret-token"})
+    text = text.content.decode()
+    assert check_age(text) >= 50
+    assert "tasktrail_queue_depth{" not in text and "tasktrail_queue_state{" not in text
+    assert "tasktrail_monitor_lag_entries 3.0" not in text
+
+
+def test_metrics_without_a_check_export_no_check_age(client, settings, redis_client):
+    settings.TASKTRAIL_METRICS_TOKEN = "s3cret-token"
+    text = client.get(reverse("metrics"), headers={"Authorization": "Bearer s3cret-token"})
+    text = text.content.decode()
+    assert "tasktrail_broker_up 1.0" in text
+    assert re.search(r"^tasktrail_alert_check_age_seconds ", text, re.MULTILINE) is None
+    assert "tasktrail_queue_depth{" not in text

@@ -211,14 +211,18 @@ def test_stats_bad_window_is_400(viewer_client):
     assert viewer_client.get(reverse("task-stats"), {"window": "forever"}).status_code == 400
 
 
-def test_queues_page_reads_the_broker(viewer_client, redis_client, tasks):
+def test_queues_page_reads_the_monitors_snapshot_not_the_broker(viewer_client, redis_client, tasks):
     import json
 
+    from tests.dashboard.views.snapshots import write_snapshot
+
     redis_client.lpush("default", json.dumps({"headers": {"tasktrail_published": 1.0}}))
+    write_snapshot(redis_client, {"default": {"state": "ok", "depth": 3, "oldest_age": 42.0}})
     response = viewer_client.get(reverse("queues"), headers={"HX-Request": "true"})
-    queues = {q.name: q for q in response.context["queues"]}
-    assert queues["default"].depth == 1
-    assert queues["default"].oldest_age > 1_000_000
+    queues = {q.name: q for q in response.context["overview"].queues}
+    assert list(queues) == ["default"]
+    assert queues["default"].depth == 3
+    assert queues["default"].oldest_age == 42.0
 
 
 def test_login_page_has_labels(client, db):
