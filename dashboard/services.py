@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Final
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
-from django.db.models import Case, CharField, Q, Value, When
+from django.db import connection, transaction
+from django.db.models import Case, CharField, F, Q, Value, When
+from django.db.models.functions import Collate
 from django.utils import timezone
 
 from dashboard.filters import TaskFilter
@@ -67,7 +68,7 @@ _ACTION_FIELDS: Final = (
     "cancel_requested_at", "terminate_requested_at", "trace_id", "trace_sampled",
 )  # fmt: skip
 # The compare-and-swap's condition: the task may be acted on, and nobody has yet.
-_CLAIMABLE: Final = {
+_CLAIMABLE: Final[dict[str, Q]] = {
     Kind.RETRY: Q(
         state__in=RETRYABLE_STATES,
         retried_as__isnull=True,
@@ -213,6 +214,14 @@ class _Claims:
     new_ids: dict[str, str] = field(default_factory=dict)  # retry: task id -> new task id
 
 
+def _lock_order() -> Collate | F:
+    """Rows are locked in task id order, by code point as Python sorts them: the order of the
+    chunks, and the order the monitor's upserts lock rows in, so no two of them deadlock."""
+    if connection.vendor == "postgresql":
+        return Collate(F("task_id"), "C")  # the database's own collation may order otherwise
+    return F("task_id")  # SQLite compares text byte by byte: UTF-8 keeps code point order
+
+
 def _claim_chunk(
     kind: str, chunk: Sequence[str], app: Celery | None, now: dt.datetime, claims: _Claims
 ) -> None:
@@ -230,7 +239,7 @@ def _claim_chunk(
         task.task_id: task
         for task in TaskRun.objects.filter(task_id__in=chunk)
         .only(*_ACTION_FIELDS)
-        .order_by("task_id")  # lock order: the same for every action, so two never deadlock
+        .order_by(_lock_order())
         .select_for_update()
     }
     claimed: list[str] = []
@@ -399,7 +408,7 @@ def _act(
     claims = _Claims()
     now = timezone.now()
     with transaction.atomic():
-        for chunk in _chunks(sorted(ids)):  # rows are locked in task id order, chunk after chunk
+        for chunk in _chunks(sorted(ids)):  # see _lock_order
             _claim_chunk(kind, chunk, app, now, claims)
         result_done = [t for t in ids if t in claims.tasks]
         refused = {t: claims.refused[t] for t in ids if t in claims.refused}
