@@ -172,7 +172,8 @@ def main(argv: list[str]) -> int:
         f"({safe_url(settings.DATABASE_URL)}), broker {safe_url(settings.REDIS_URL)}: "
         f"median {statistics.median(r.ms for r in results):.0f} ms "
         f"(runs {', '.join(f'{r.ms:.0f}' for r in results)}), "
-        f"{statistics.median(r.statements for r in results):.0f} SQL statements, "
+        f"{statistics.median(r.statements for r in results):.0f} SQL statements "
+        f"(last round {results[-1].by_verb}), "
         f"{statistics.median(r.publishes for r in results):.0f} publishes"
     )
     return 0
