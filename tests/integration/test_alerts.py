@@ -14,14 +14,15 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 
 from dashboard.alerts import rules
-from dashboard.alerts.checks import WorkerProbe
-from dashboard.alerts.runner import CheckRunner, CycleReport
+from dashboard.alerts.runner import CheckRunner, CycleReport, MailRunner
+from dashboard.alerts.worker_probe import WorkerProbe
 from dashboard.models import AlertIncident, TaskRun
 from dashboard.services import task_run_retry
 from tests.integration import tasks as itasks
@@ -51,14 +52,28 @@ class Clock:
         self.offset += seconds
 
 
-def runner(redis_client, clock: Clock) -> CheckRunner:
-    """A check runner as the monitor builds one; a new one is a monitor restart."""
+@dataclass
+class Alerts:
+    """What a monitor's check and mail threads do, one after the other."""
+
+    check: CheckRunner
+    mail: MailRunner
+
+    def run_once(self) -> CycleReport:
+        report = self.check.run_once()
+        self.mail.run_once()
+        return report
+
+
+def runner(redis_client, clock: Clock) -> Alerts:
+    """Check and mail runners as the monitor builds them; new ones are a monitor restart."""
     # kombu declares a queue (its binding, which lists it as known) once per process; the suite
     # deletes the bindings between tests, so say it again.
     redis_client.sadd("_kombu.binding.isolated", f"isolated{PRIORITY_SEP}{PRIORITY_SEP}isolated")
-    return CheckRunner(
+    check = CheckRunner(
         client=redis_client, probe=WorkerProbe(timeout=1.0), thresholds=THRESHOLDS, clock=clock
     )
+    return Alerts(check, MailRunner(thresholds=THRESHOLDS, clock=clock))
 
 
 def isolated(report: CycleReport) -> rules.Verdict:
