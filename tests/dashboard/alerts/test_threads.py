@@ -69,6 +69,15 @@ def test_a_stopped_thread_closes_its_own_connection():
     assert used[0].connection is None
 
 
+def test_a_woken_thread_runs_its_next_cycle_before_its_time():
+    thread = Repeating("test", lambda: None, every=3600).start()
+    wait_for(lambda: thread.cycles >= 1, "the first cycle")
+    thread.wake()
+    wait_for(lambda: thread.cycles >= 2, "the cycle woken")
+    thread.stop()
+    assert thread.join(DEADLINE)
+
+
 def test_stopping_waits_at_most_its_timeout_for_a_cycle_in_hand():
     entered, release = threading.Event(), threading.Event()
 
