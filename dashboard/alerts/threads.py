@@ -76,8 +76,8 @@ class Repeating:
             connection.close()  # this thread's own connection
 
     def _cycle(self) -> None:
-        close_old_connections()
         try:
+            close_old_connections()
             self.job()
         except UNAVAILABLE as exc:
             logger.warning("%s skipped: %s", self.name, (str(exc).splitlines() or [repr(exc)])[0])
