@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-reliability lint format audit lock bench clean
+.PHONY: demo test test-reliability fuzz lint format audit lock bench clean
 
 # Installs are constrained to requirements.lock, the dependency set `make audit` checks.
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -31,6 +31,21 @@ test: $(VENV)/.installed lint
 ## make test-reliability: the long fault and load variants (minutes; the short ones run in make test)
 test-reliability: $(VENV)/.installed
 	$(PY) -m pytest -m reliability
+
+## make fuzz: the property tests with fresh random examples, round after round, until a round
+## ends after FUZZ_SECONDS (default 600) or one fails (it prints the @reproduce_failure blob; keep
+## the input as an @example on the test). FUZZ_EXAMPLES (default 1000) sizes a round: each test runs
+## FUZZ_EXAMPLES/100 times the examples it runs in make test, which always runs the same ones.
+FUZZ_SECONDS ?= 600
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(VENV)/.installed
+	@end=$$(( $$(date +%s) + $(FUZZ_SECONDS) )); round=1; \
+	while :; do \
+		echo "fuzz round $$round"; \
+		FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -x -m hypothesis \
+			--hypothesis-profile=fuzz --hypothesis-show-statistics || exit 1; \
+		[ $$(date +%s) -lt $$end ] || break; round=$$((round + 1)); \
+	done
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

@@ -4,16 +4,48 @@ and builders for events as the recorder writes them."""
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import hypothesis
 import pytest
 import redis
 from django.conf import settings
 
 from tests.smtp import SmtpServer
 from workers.events import Event, make_event
+
+# Property tests. "ci" (make test): the same examples on every run and machine, whatever a local
+# .hypothesis directory holds, so a run fails only for a change in the code; a failure prints the
+# blob that replays it. "fuzz" (make fuzz, --hypothesis-profile=fuzz): fresh random examples, many
+# more of them, saved locally so a failure found there replays on the next fuzz run. A failure found
+# by fuzzing is kept as an explicit @example on its test.
+_CI_EXAMPLES = 100
+hypothesis.settings.register_profile(
+    "ci",
+    max_examples=_CI_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+)
+hypothesis.settings.register_profile(
+    "fuzz",
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "1000")),
+    deadline=None,
+    print_blob=True,
+)
+hypothesis.settings.load_profile("ci")  # --hypothesis-profile, read after this module, overrides
+
+
+def examples(ci_count: int) -> int:
+    """A test's example count: ``ci_count`` under "ci", scaled by the profile's count otherwise
+    (fuzz with FUZZ_EXAMPLES=1000 runs ten times as many). Read when the test module is imported,
+    after the profile is chosen."""
+    return max(1, ci_count * hypothesis.settings.default.max_examples // _CI_EXAMPLES)
+
 
 # Keys the suite may create and removes again: the event stream family and the demo queues.
 QUEUE_KEYS = ("default", "inventory", "isolated")

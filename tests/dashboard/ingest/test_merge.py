@@ -22,7 +22,7 @@ from dashboard.ingest.merge import (
     state_from_key,
     task_patch,
 )
-from tests.conftest import event, story_retry_then_fail, story_success
+from tests.conftest import event, examples, story_retry_then_fail, story_success
 
 T0 = 1_750_000_000.0
 
@@ -155,7 +155,7 @@ def test_state_from_key(key, expected):
 STORIES = [story_success, story_retry_then_fail]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300))
 @given(story=st.sampled_from(STORIES), seed=st.integers(0, 2**32 - 1), dupes=st.integers(0, 6))
 def test_any_permutation_and_duplication_gives_the_same_row(story, seed, dupes):
     events = story("x")
@@ -166,7 +166,7 @@ def test_any_permutation_and_duplication_gives_the_same_row(story, seed, dupes):
     assert fold(shuffled).attempts == fold(events).attempts
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200))
 @given(story=st.sampled_from(STORIES), seed=st.integers(0, 2**32 - 1))
 def test_joining_partial_folds_equals_one_fold(story, seed):
     # What the monitor does across batches: fold each batch, then join with the stored row.

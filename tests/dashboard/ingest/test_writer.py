@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from dashboard.ingest.merge import FAILURE, RETRY, SUCCESS, fold
 from dashboard.ingest.writer import write_events
 from dashboard.models import TaskAttempt, TaskRun
-from tests.conftest import event, new_task_id, story_retry_then_fail, story_success
+from tests.conftest import (
+    event,
+    examples,
+    new_task_id,
+    story_retry_then_fail,
+    story_success,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -79,9 +85,7 @@ def test_many_tasks_in_one_batch_use_chunked_statements():
     assert TaskRun.objects.filter(task_id__in=ids, state=SUCCESS).count() == 1500
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=examples(40), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(story=st.sampled_from([story_success, story_retry_then_fail]), seed=st.integers(0, 2**32))
 def test_any_batching_and_order_stores_the_folded_row(story, seed):
     task_id = new_task_id()
