@@ -150,13 +150,29 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> tuple[list[Event], list[Rejec
     for item in items:
         reason = validate_event(item)
         if reason is None:
-            events.append({k: v for k, v in item.items() if k in FIELDS or k in _REQUIRED})
+            events.append(_storable(item))
         else:
             rejected.append(Rejected(reason, item))
     return events, rejected
 
 
+def _storable(item: dict[str, Any]) -> Event:
+    """The known fields of a valid event, with NUL in text replaced: PostgreSQL text cannot hold
+    NUL, and SQLite must store the same value (the recorder already cleans what it writes)."""
+    return {
+        k: v.replace("\x00", "\ufffd") if isinstance(v, str) and k in _TEXT else v
+        for k, v in item.items()
+        if k in FIELDS or k in _REQUIRED
+    }
+
+
 _REQUIRED: Final = ("v", "kind", "task_id", "ts")
+# NUL (which PostgreSQL text cannot hold) decides an event's fate by the field it is in. In an id
+# the event is rejected: the id picks or links rows, and a replaced character would name another
+# task. In any other text (names, queue, host, error, traceback, arguments) it is replaced by
+# U+FFFD on decode, so the event is never lost for it and both databases store the same value.
+_IDS: Final = frozenset({"parent_id", "root_id", "group_id", "retry_of", "traceparent", "span_id"})
+_TEXT: Final = frozenset(k for k, (types, _) in FIELDS.items() if types == _STR) - _IDS
 # Anything before 2000-01-01 or more than a day ahead of the writer is a broken clock or a forgery.
 _MIN_TS: Final = 946_684_800.0
 _MAX_TS: Final = 32_503_680_000.0  # year 3000
@@ -177,6 +193,8 @@ def validate_event(item: object) -> str | None:
     task_id = item.get("task_id")
     if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_ID:
         return "task_id missing or not a string of 1-255 characters"
+    if "\x00" in task_id:
+        return "task_id contains a NUL character"
     ts: Any = item.get("ts")
     if not _is_number(ts) or not _MIN_TS <= ts < _MAX_TS:
         return f"ts {_show(ts)} is not a plausible Unix time"
@@ -199,7 +217,7 @@ def validate_event(item: object) -> str | None:
             return f"field {key!r} is out of range"
         if limit is not None and isinstance(value, str) and len(value) > limit:
             return f"field {key!r} longer than {limit}"
-        if isinstance(value, str) and "\x00" in value:
+        if isinstance(value, str) and key in _IDS and "\x00" in value:
             return f"field {key!r} contains a NUL character"
     return None
 

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import examples
 from workers.events import (
     MAX_MESSAGE,
     clean_text,
@@ -67,13 +68,47 @@ def test_unknown_fields_are_ignored_on_decode():
         ({"v": 1, "kind": "received", "task_id": "a", "ts": float("nan")}, "ts"),
         ({"v": 1, "kind": "received", "task_id": "a", "ts": T, "retries": True}, "retries"),
         ({"v": 1, "kind": "received", "task_id": "a", "ts": T, "hostname": 5}, "hostname"),
-        ({"v": 1, "kind": "received", "task_id": "a", "ts": T, "hostname": "a\x00"}, "NUL"),
+        ({"v": 1, "kind": "received", "task_id": "a\x00", "ts": T}, "task_id contains a NUL"),
+        ({"v": 1, "kind": "received", "task_id": "a", "ts": T, "parent_id": "p\x00"}, "NUL"),
+        ({"v": 1, "kind": "started", "task_id": "a", "ts": T, "span_id": "\x00"}, "NUL"),
         ({"v": 1, "kind": "received", "task_id": "a", "ts": T, "name": "n" * 300}, "longer"),
         ({"v": 1, "kind": "received", "task_id": "a", "ts": T, "eta": -5.0}, "eta"),
     ],
 )
 def test_validate_event_says_why(item, reason):
     assert reason in (validate_event(item) or "")
+
+
+# Every text field that is not an id: NUL there is replaced on decode, the event is kept.
+NUL_REPLACED_FIELDS = [
+    "name",
+    "queue",
+    "input_id",
+    "args",
+    "kwargs",
+    "arg_names",
+    "args_dropped",
+    "hostname",
+    "exc_type",
+    "exc_message",
+    "traceback",
+]
+
+
+@pytest.mark.parametrize("key", NUL_REPLACED_FIELDS)
+def test_nul_in_free_text_is_replaced_on_decode_and_the_event_kept(key):
+    item = {"v": 1, "kind": "failed", "task_id": "a", "ts": T, key: "x\x00y\x00"}
+    decoded, rejected = decode_entry({b"e": msgpack.packb([item])})
+    assert rejected == []
+    assert decoded == [{**item, key: "x\ufffdy\ufffd"}]
+
+
+@pytest.mark.parametrize("key", ["parent_id", "root_id", "group_id", "retry_of", "traceparent"])
+def test_nul_in_an_id_rejects_the_event_with_the_reason(key):
+    item = {"v": 1, "kind": "published", "task_id": "a", "ts": T, key: "p\x00"}
+    decoded, [rejected] = decode_entry({b"e": msgpack.packb([item])})
+    assert decoded == []
+    assert rejected.reason == f"field {key!r} contains a NUL character"
 
 
 def nested(depth):
@@ -90,7 +125,7 @@ def test_value_nested_too_deeply_to_print_is_rejected_without_raising(key):
     assert decoded == [] and "deeply nested list" in rejected.reason
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500))
 @given(st.binary(max_size=2048))
 def test_any_bytes_decode_without_raising(data):
     decoded, rejected = decode_entry({b"e": data})  # must not raise, whatever the bytes
@@ -107,7 +142,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300))
 @given(
     st.lists(
         st.dictionaries(
