@@ -71,10 +71,17 @@ def test_a_broken_receiver_never_raises_into_celery(redis_client, monkeypatch):
     assert current.receiver_errors > before
 
 
-def test_install_is_idempotent():
+def test_install_is_idempotent(redis_client, monkeypatch):
     from workers.celery_app import app
 
-    assert recorder.install(app) is recorder.current()
+    first = recorder.current()
+    assert first is not None
+    monkeypatch.setattr(recorder, "_recorder", first)  # restored even if install replaces it
+    again = recorder.install(app, stream=settings.TASKTRAIL_STREAM + ":second")
+    assert again is first
+    assert recorder.current() is first
+    result = send_invoice.delay(7)  # still recorded once, into the first stream
+    assert [e["kind"] for e in recorded(redis_client) if e["task_id"] == result.id] == ["published"]
 
 
 @pytest.mark.parametrize("url", ["amqp://guest@localhost//", "memory://"])
