@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 
 import pytest
+from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dashboard.ingest.merge import FAILURE, RETRY, SUCCESS, fold
+from dashboard.ingest.merge import FAILURE, RETRY, SUCCESS, TASK_RULES, fold
 from dashboard.ingest.writer import write_events
 from dashboard.models import TaskAttempt, TaskRun
 from tests.conftest import (
@@ -77,12 +78,31 @@ def test_older_event_never_overwrites_newer_state():
     assert (row["state"], row["worker"]) == (SUCCESS, "w9")
 
 
+def rows_per_task_statement() -> int:
+    """How many task rows one upsert statement takes: PostgreSQL sends 5000 rows as column
+    arrays; SQLite as many as its parameter limit allows, at most 1000."""
+    if connection.vendor == "postgresql":
+        return 5000
+    columns = 1 + len(TASK_RULES)  # task_id, then one per merged column
+    return min(1000, (connection.features.max_query_params or 30000) // columns)
+
+
 def test_many_tasks_in_one_batch_use_chunked_statements():
-    ids = [new_task_id() for _ in range(1500)]
+    count = rows_per_task_statement() + 1  # one row into a second statement
+    ids = [new_task_id() for _ in range(count)]
     events = [e for task_id in ids for e in story_success(task_id)]
-    written = write_events(events)
-    assert written.tasks == 1500
-    assert TaskRun.objects.filter(task_id__in=ids, state=SUCCESS).count() == 1500
+    statements: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        if sql.startswith(f"INSERT INTO {connection.ops.quote_name(TaskRun._meta.db_table)}"):
+            statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        written = write_events(events)
+    assert written.tasks == count
+    assert len(statements) == 2
+    assert TaskRun.objects.filter(task_id__in=ids, state=SUCCESS).count() == count
 
 
 @settings(max_examples=examples(40), suppress_health_check=[HealthCheck.function_scoped_fixture])
