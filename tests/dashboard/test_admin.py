@@ -46,7 +46,17 @@ def test_search_by_input_id(admin_client, hostile_task):
     assert hostile_task.task_id in response.content.decode()
 
 
-def test_rows_cannot_be_changed_or_deleted(admin_client, hostile_task):
+def test_rows_cannot_be_changed(admin_client, hostile_task):
+    url = reverse("admin:dashboard_taskrun_change", args=[hostile_task.pk])
+    response = admin_client.post(url, {"task_id": "forged", "name": "forged", "state": "SUCCESS"})
+    assert response.status_code == 403
+    row = TaskRun.objects.get(pk=hostile_task.pk)
+    assert (row.task_id, row.name, row.state) == (hostile_task.task_id, "shop.charge", "FAILURE")
+
+
+def test_rows_cannot_be_deleted(admin_client, hostile_task):
     url = reverse("admin:dashboard_taskrun_delete", args=[hostile_task.pk])
     assert admin_client.post(url, {"post": "yes"}).status_code == 403
+    bulk = {"action": "delete_selected", "_selected_action": [hostile_task.pk], "post": "yes"}
+    admin_client.post(reverse("admin:dashboard_taskrun_changelist"), bulk)
     assert TaskRun.objects.filter(pk=hostile_task.pk).exists()
