@@ -105,7 +105,26 @@ def test_spans_dropped_by_a_full_queue_are_counted(traced_process, caplog):
     assert sdk_lines == []
 
 
+class KeepingExporter(SpanExporter):
+    """An exporter that keeps the names of the spans it is given."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def export(self, spans):
+        self.names += [span.name for span in spans]
+        return SpanExportResult.SUCCESS
+
+
 def test_a_small_queue_setting_still_starts(monkeypatch):
     monkeypatch.delenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", raising=False)
-    processor = tracing_setup._batch_processor(StuckExporter(), 100)  # below the SDK's batch 512
-    processor.shutdown()
+    exporter = KeepingExporter()
+    provider = TracerProvider()
+    # a queue below the SDK's default batch of 512, which the SDK would refuse
+    provider.add_span_processor(tracing_setup._batch_processor(exporter, 100))
+    tracer = provider.get_tracer("small queue")
+    for n in range(3):
+        tracer.start_span(f"span {n}").end()
+    assert provider.force_flush(10_000) is True
+    provider.shutdown()
+    assert exporter.names == ["span 0", "span 1", "span 2"]
