@@ -6,11 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +17,10 @@ from django.db import connection
 
 from dashboard.ingest.monitor import Monitor
 from dashboard.ingest.stream import StreamConsumer
+from tests.processes import ROOT, Child, spawn
 from workers import recorder
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["ROOT"]  # the project directory, for the tests that start processes of their own
 
 pytestmark = pytest.mark.integration
 
@@ -46,9 +45,7 @@ class Worker:
     name: str = "itest"
     include: str = "tests.integration.tasks"
     extra_args: tuple[str, ...] = ()
-    process: subprocess.Popen[str] | None = None
-    output: list[str] = field(default_factory=list)
-    _ready: threading.Event = field(default_factory=threading.Event)
+    child: Child | None = None
 
     def start(self, timeout: float = 60.0) -> Worker:
         env = {
@@ -65,43 +62,26 @@ class Worker:
             "-I", self.include, "-l", "info",
             "--without-gossip", "--without-mingle", "--without-heartbeat", *self.extra_args,
         ]  # fmt: skip
-        self._ready.clear()
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._collect, daemon=True).start()
-        if not self._ready.wait(timeout):
+        # its own process group: stopping it reaches the pool processes too
+        self.child = spawn(command, env, group=True)
+        try:
+            self.child.output.wait_for(" ready.", timeout)
+        except AssertionError as exc:
             self.stop()
-            raise RuntimeError("worker did not start:\n" + self.log)
+            raise RuntimeError(f"worker did not start: {exc}") from None
         return self
 
-    def _collect(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            if " ready." in line:
-                self._ready.set()
+    @property
+    def process(self) -> subprocess.Popen[str] | None:
+        return None if self.child is None else self.child.process
 
     @property
     def log(self) -> str:
-        return "".join(self.output)
+        return "" if self.child is None else self.child.output.text
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+        if self.child is not None:
+            self.child.stop(sig, timeout)
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -13,50 +11,35 @@ from django.conf import settings
 from django.db import connection
 
 from dashboard.models import TaskRun
-from tests.integration.conftest import ROOT, database_url_for_children
+from tests.integration.conftest import database_url_for_children
 from tests.integration.tcp_proxy import TcpProxy
+from tests.processes import Child, spawn
 from workers.tasks import send_invoice
 
 pytestmark = pytest.mark.integration
 
 
-def start_monitor(database_url: str) -> subprocess.Popen[str]:
+DEADLINE = 60.0
+
+
+def start_monitor(database_url: str) -> Child:
     env = {
         **os.environ,
         "REDIS_URL": settings.REDIS_URL,
         "DATABASE_URL": database_url,
         "TASKTRAIL_STREAM": settings.TASKTRAIL_STREAM,
     }
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "monitor", "--consumer", "itest-monitor"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return spawn([sys.executable, "manage.py", "monitor", "--consumer", "itest-monitor"], env)
 
 
-def wait_for(condition, timeout: float, what: str):
+def wait_for(condition, timeout: float, what: str, monitor: Child):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def stop(process: subprocess.Popen[str]) -> str:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-    assert process.stdout is not None
-    return process.stdout.read()
+    raise AssertionError(f"timed out waiting for {what}; monitor output:\n{monitor.output.tail()}")
 
 
 def test_sigterm_stops_the_monitor_cleanly(worker, redis_client):
@@ -65,12 +48,15 @@ def test_sigterm_stops_the_monitor_cleanly(worker, redis_client):
         result = send_invoice.delay(4242)
         result.get(timeout=30)
         wait_for(
-            lambda: TaskRun.objects.filter(task_id=result.id, state="SUCCESS").exists(), 30, "row"
+            lambda: TaskRun.objects.filter(task_id=result.id, state="SUCCESS").exists(),
+            DEADLINE,
+            "row",
+            monitor,
         )
     finally:
-        output = stop(monitor)
-    assert monitor.returncode == 0, output
-    assert "stopping after the batch in hand" in output
+        code = monitor.stop()
+    assert code == 0, monitor.output.text
+    assert "stopping after the batch in hand" in monitor.output.text
 
 
 @pytest.mark.skipif(
@@ -86,33 +72,37 @@ def test_database_down_while_the_monitor_runs_loses_nothing(worker, redis_client
         first = send_invoice.delay(1)
         wait_for(
             lambda: TaskRun.objects.filter(task_id=first.id, state="SUCCESS").exists(),
-            30,
+            DEADLINE,
             "first row",
+            monitor,
         )
 
+        before_cut = monitor.output.mark()
         proxy.cut()  # the monitor loses its database; workers and this test keep theirs
         results = [send_invoice.delay(100 + i) for i in range(20)]
         for r in results:
             r.get(timeout=30, propagate=False)  # tasks run at full speed without the monitor
-        time.sleep(2)
+        # The monitor read their events and failed to write them: proof it tried while cut off.
+        monitor.output.wait_for("database unavailable", DEADLINE, after=before_cut)
         ids = [r.id for r in results]
         assert TaskRun.objects.filter(task_id__in=ids).count() == 0
-        assert redis_client.xlen(settings.TASKTRAIL_STREAM) > 0  # events wait in the stream
+        assert redis_client.xlen(settings.TASKTRAIL_STREAM) > 0  # their events wait in the stream
+        assert monitor.process.poll() is None  # it waits for the database instead of exiting
 
         proxy.restore()
         wait_for(
             lambda: (
                 TaskRun.objects.filter(task_id__in=ids, finished_at__isnull=False).count() == 20
             ),
-            60,
+            DEADLINE,
             "rows after the database came back",
+            monitor,
         )
         states = dict(TaskRun.objects.filter(task_id__in=ids).values_list("input_id", "state"))
         assert states == {
             str(100 + i): ("FAILURE" if i % 10 == 7 else "SUCCESS") for i in range(20)
         }
     finally:
-        output = stop(monitor)
+        code = monitor.stop()
         proxy.cut()
-    assert "database unavailable" in output
-    assert monitor.returncode == 0
+    assert code == 0, monitor.output.text

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +21,8 @@ from django.db.models import Count
 
 from dashboard.ingest.stream import GROUP
 from dashboard.models import TaskAttempt, TaskRun
-from tests.integration.conftest import ROOT, Worker, database_url_for_children, start_worker
+from tests.integration.conftest import Worker, database_url_for_children, start_worker
+from tests.processes import Child, spawn
 from tests.reliability import tasks as rtasks
 from workers import recorder
 
@@ -77,8 +76,7 @@ class MonitorProcess:
     consumer: str = "reliability-monitor"
     env: dict[str, str] = field(default_factory=dict)
     args: Sequence[str] = ("--no-alerts",)
-    process: subprocess.Popen[str] | None = None
-    output: list[str] = field(default_factory=list)
+    child: Child | None = None
 
     def start(self) -> MonitorProcess:
         env = {
@@ -86,49 +84,26 @@ class MonitorProcess:
             "REDIS_URL": settings.REDIS_URL,
             "DATABASE_URL": self.database_url or database_url_for_children(),
             "TASKTRAIL_STREAM": settings.TASKTRAIL_STREAM,
-            "PYTHONUNBUFFERED": "1",
             **self.env,
         }
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "monitor", "--consumer", self.consumer, *self.args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._collect, args=(self.process,), daemon=True).start()
+        command = [sys.executable, "manage.py", "monitor", "--consumer", self.consumer, *self.args]
+        self.child = spawn(command, env)
         return self
-
-    def _collect(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            self.output.append(line)
 
     @property
     def log(self) -> str:
-        return "".join(self.output)
+        return "" if self.child is None else self.child.output.text
 
     def describe(self, lines: int = 30) -> str:
         """Whether it runs, and the end of its output: for failure messages."""
-        process = self.process
-        code = None if process is None else process.poll()
-        state = "stopped" if process is None else "running" if code is None else f"exit {code}"
-        return f"monitor {self.consumer} ({state}):\n" + "".join(self.output[-lines:])
+        if self.child is None:
+            return f"monitor {self.consumer} (not started)"
+        code = self.child.process.poll()
+        state = "running" if code is None else f"exit {code}"
+        return f"monitor {self.consumer} ({state}):\n" + self.child.output.tail(lines)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
-        process, self.process = self.process, None
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        return process.returncode
+        return None if self.child is None else self.child.stop(sig, timeout)
 
 
 @pytest.fixture
