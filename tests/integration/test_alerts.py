@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 
@@ -26,7 +24,8 @@ from dashboard.alerts.worker_probe import WorkerProbe
 from dashboard.models import AlertIncident, TaskRun
 from dashboard.services import task_run_retry
 from tests.integration import tasks as itasks
-from tests.integration.conftest import ROOT, database_url_for_children, drain, wait_until
+from tests.integration.conftest import database_url_for_children, drain, wait_until
+from tests.processes import spawn
 from workers.broker import PRIORITY_SEP
 
 pytestmark = pytest.mark.integration
@@ -223,30 +222,11 @@ def test_the_monitor_process_checks_and_mails_to_its_console(redis_client, trans
         "TASKTRAIL_ALERTS": json.dumps({"queue": quick}),
         "TASKTRAIL_ALERT_EMAILS": "oncall@example.com",
         "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
-        "PYTHONUNBUFFERED": "1",
     }
-    monitor = subprocess.Popen(
-        [sys.executable, "manage.py", "monitor", "--consumer", "itest-alerts"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(monitor.stdout or []), daemon=True)
-    reader.start()
+    monitor = spawn([sys.executable, "manage.py", "monitor", "--consumer", "itest-alerts"], env)
     try:
-        deadline = time.monotonic() + 60
-        while not any("Subject: [tasktrail] queue isolated stuck" in line for line in lines):
-            assert monitor.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, "no alert mail in the monitor's output:\n" + (
-                "".join(lines)
-            )
-            time.sleep(0.2)
+        monitor.output.wait_for("Subject: [tasktrail] queue isolated stuck", 60)
     finally:
-        monitor.send_signal(signal.SIGTERM)
-        monitor.wait(30)
-        reader.join(5)
-    assert monitor.returncode == 0, "".join(lines)
+        code = monitor.stop()
+    assert code == 0, monitor.output.text
     assert AlertIncident.objects.get(resolved_at__isnull=True).subject == "isolated"

@@ -8,17 +8,16 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 from django.conf import settings
 
 from dashboard.models import AlertIncident, TaskRun
 from tests.conftest import new_task_id, story_success
-from tests.integration.conftest import ROOT, database_url_for_children
+from tests.integration.conftest import database_url_for_children
+from tests.processes import Child, spawn
 from tests.smtp import HangingSmtpServer
 from workers.broker import PRIORITY_SEP
 from workers.events import encode_batch
@@ -29,16 +28,6 @@ ROWS_DEADLINE = 20.0  # a monitor writes a batch within a second; the stuck send
 START_DEADLINE = 60.0
 
 
-@dataclass
-class MonitorProcess:
-    process: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-
 @pytest.fixture
 def hanging_smtp() -> Iterator[HangingSmtpServer]:
     server = HangingSmtpServer().start()
@@ -47,7 +36,7 @@ def hanging_smtp() -> Iterator[HangingSmtpServer]:
 
 
 @pytest.fixture
-def monitor_stuck_on_mail(redis_client, transactional_db, hanging_smtp) -> Iterator[MonitorProcess]:
+def monitor_stuck_on_mail(redis_client, transactional_db, hanging_smtp) -> Iterator[Child]:
     """A monitor process whose first alert mail is in hand and blocked."""
     redis_client.sadd("_kombu.binding.isolated", f"isolated{PRIORITY_SEP}{PRIORITY_SEP}isolated")
     headers = {"id": "stuck-1", "task": "shop.report", "tasktrail_published": time.time() - 60}
@@ -65,29 +54,15 @@ def monitor_stuck_on_mail(redis_client, transactional_db, hanging_smtp) -> Itera
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(hanging_smtp.port),
         "EMAIL_TIMEOUT": "300",
-        "PYTHONUNBUFFERED": "1",
     }
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "monitor", "--consumer", "itest-hanging-mail"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    monitor = spawn(
+        [sys.executable, "manage.py", "monitor", "--consumer", "itest-hanging-mail"], env
     )
-    monitor = MonitorProcess(process)
-    reader = threading.Thread(
-        target=lambda: monitor.lines.extend(process.stdout or []), daemon=True
-    )
-    reader.start()
     try:
-        assert hanging_smtp.wait_for_client(START_DEADLINE), monitor.output
+        assert hanging_smtp.wait_for_client(START_DEADLINE), monitor.output.text
         yield monitor
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        reader.join(5)
+        monitor.stop(signal.SIGKILL)
 
 
 def test_rows_are_written_on_time_while_an_alert_mail_hangs(
@@ -97,9 +72,9 @@ def test_rows_are_written_on_time_while_an_alert_mail_hangs(
     redis_client.xadd(settings.TASKTRAIL_STREAM, encode_batch(story_success(task_id, time.time())))
     deadline = time.monotonic() + ROWS_DEADLINE
     while not TaskRun.objects.filter(task_id=task_id, state="SUCCESS").exists():
-        assert monitor_stuck_on_mail.process.poll() is None, monitor_stuck_on_mail.output
+        assert monitor_stuck_on_mail.process.poll() is None, monitor_stuck_on_mail.output.text
         assert time.monotonic() < deadline, "no row while the mail hangs:\n" + (
-            monitor_stuck_on_mail.output
+            monitor_stuck_on_mail.output.text
         )
         time.sleep(0.05)
     assert hanging_smtp.clients_waiting() == 1  # the send was in hand the whole time
@@ -113,5 +88,5 @@ def test_sigterm_stops_the_monitor_while_an_alert_mail_hangs(monitor_stuck_on_ma
     try:
         process.wait(30)
     except subprocess.TimeoutExpired:
-        pytest.fail("the monitor did not stop:\n" + monitor_stuck_on_mail.output)
-    assert process.returncode == 0, monitor_stuck_on_mail.output
+        pytest.fail("the monitor did not stop:\n" + monitor_stuck_on_mail.output.text)
+    assert process.returncode == 0, monitor_stuck_on_mail.output.text
