@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -34,6 +35,21 @@ def database_url_for_children() -> str:
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     auth = f"{user}{password}@" if user else ""
     return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def monitor_alert_env(queue_thresholds: dict[str, float], **extra: str) -> dict[str, str]:
+    """The environment of a ``manage.py monitor`` process that checks alerts every 0.5 s against
+    the test database and Redis, with these queue thresholds (``TASKTRAIL_ALERTS``)."""
+    return {
+        **os.environ,
+        "REDIS_URL": settings.REDIS_URL,
+        "DATABASE_URL": database_url_for_children(),
+        "TASKTRAIL_STREAM": settings.TASKTRAIL_STREAM,
+        "TASKTRAIL_ALERT_CHECK_SECONDS": "0.5",
+        "TASKTRAIL_ALERTS": json.dumps({"queue": queue_thresholds}),
+        "TASKTRAIL_ALERT_EMAILS": "oncall@example.com",
+        **extra,
+    }
 
 
 @dataclass

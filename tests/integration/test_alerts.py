@@ -7,15 +7,11 @@ depths and mail are real.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import Group, User
 
 from dashboard.alerts import rules
@@ -23,8 +19,9 @@ from dashboard.alerts.runner import CheckRunner, CycleReport, MailRunner
 from dashboard.alerts.worker_probe import WorkerProbe
 from dashboard.models import AlertIncident, TaskRun
 from dashboard.services import task_run_retry
+from tests.alert_cycles import Alerts
 from tests.integration import tasks as itasks
-from tests.integration.conftest import database_url_for_children, drain, wait_until
+from tests.integration.conftest import drain, monitor_alert_env, wait_until
 from tests.processes import spawn
 from workers.broker import PRIORITY_SEP
 
@@ -49,19 +46,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
-
-
-@dataclass
-class Alerts:
-    """What a monitor's check and mail threads do, one after the other."""
-
-    check: CheckRunner
-    mail: MailRunner
-
-    def run_once(self) -> CycleReport:
-        report = self.check.run_once()
-        self.mail.run_once()
-        return report
 
 
 def runner(redis_client, clock: Clock) -> Alerts:
@@ -213,16 +197,7 @@ def test_the_monitor_process_checks_and_mails_to_its_console(redis_client, trans
     itasks.nap.apply_async(("R-console", 0), queue="isolated")
     redis_client.sadd("_kombu.binding.isolated", f"isolated{PRIORITY_SEP}{PRIORITY_SEP}isolated")
     quick = {"no_consumer_seconds": 1, "oldest_seconds": 0, "no_progress_seconds": 0}
-    env = {
-        **os.environ,
-        "REDIS_URL": settings.REDIS_URL,
-        "DATABASE_URL": database_url_for_children(),
-        "TASKTRAIL_STREAM": settings.TASKTRAIL_STREAM,
-        "TASKTRAIL_ALERT_CHECK_SECONDS": "0.5",
-        "TASKTRAIL_ALERTS": json.dumps({"queue": quick}),
-        "TASKTRAIL_ALERT_EMAILS": "oncall@example.com",
-        "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
-    }
+    env = monitor_alert_env(quick, EMAIL_BACKEND="django.core.mail.backends.console.EmailBackend")
     monitor = spawn([sys.executable, "manage.py", "monitor", "--consumer", "itest-alerts"], env)
     try:
         monitor.output.wait_for("Subject: [tasktrail] queue isolated stuck", 60)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from django.conf import settings
 
 from dashboard.models import AlertIncident, TaskRun
 from tests.conftest import new_task_id, story_success
-from tests.integration.conftest import database_url_for_children
+from tests.integration.conftest import monitor_alert_env
 from tests.processes import Child, spawn
 from tests.smtp import HangingSmtpServer
 from workers.broker import PRIORITY_SEP
@@ -42,19 +41,13 @@ def monitor_stuck_on_mail(redis_client, transactional_db, hanging_smtp) -> Itera
     headers = {"id": "stuck-1", "task": "shop.report", "tasktrail_published": time.time() - 60}
     redis_client.lpush("isolated", json.dumps({"body": "", "headers": headers, "properties": {}}))
     quick = {"oldest_seconds": 30, "no_consumer_seconds": 0, "no_progress_seconds": 0}
-    env = {
-        **os.environ,
-        "REDIS_URL": settings.REDIS_URL,
-        "DATABASE_URL": database_url_for_children(),
-        "TASKTRAIL_STREAM": settings.TASKTRAIL_STREAM,
-        "TASKTRAIL_ALERT_CHECK_SECONDS": "0.5",
-        "TASKTRAIL_ALERTS": json.dumps({"queue": quick}),
-        "TASKTRAIL_ALERT_EMAILS": "oncall@example.com",
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(hanging_smtp.port),
-        "EMAIL_TIMEOUT": "300",
-    }
+    env = monitor_alert_env(
+        quick,
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=str(hanging_smtp.port),
+        EMAIL_TIMEOUT="300",
+    )
     monitor = spawn(
         [sys.executable, "manage.py", "monitor", "--consumer", "itest-hanging-mail"], env
     )

@@ -19,9 +19,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.alerts import rules
-from dashboard.alerts.task_figures import running_tasks
 from dashboard.alerts.incidents import sync_incidents
 from dashboard.alerts.mail import build_message
+from dashboard.alerts.task_figures import running_tasks
 from dashboard.models import AlertIncident, TaskRun
 from tests.security.conftest import client_for
 from workers.events import encode_batch, make_event

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 from django.conf import settings
@@ -22,6 +21,7 @@ from dashboard.ingest.writer import write_events
 from dashboard.models import AlertIncident, TaskRun
 from dashboard.selectors.alerts import alert_snapshot
 from dashboard.services import task_run_retry
+from tests.alert_cycles import Alerts
 from tests.conftest import event, new_task_id
 from workers.broker import PRIORITY_SEP
 
@@ -82,19 +82,6 @@ def message(published: float | None) -> str:
 def declare(client, queue: str) -> None:
     """What kombu writes when a queue is declared on the default exchange."""
     client.sadd(f"_kombu.binding.{queue}", f"{queue}{PRIORITY_SEP}{PRIORITY_SEP}{queue}")
-
-
-@dataclass
-class Alerts:
-    """What a monitor's check and mail threads do, one after the other."""
-
-    check: CheckRunner
-    mail: MailRunner
-
-    def run_once(self) -> CycleReport:
-        report = self.check.run_once()
-        self.mail.run_once()
-        return report
 
 
 @pytest.fixture
