@@ -303,6 +303,26 @@ class AlertIncident(models.Model):
     retry_at = models.DateTimeField(
         null=True, blank=True, help_text="No mail before this time (back-off, or a send under way)."
     )
+    acknowledged_at = models.DateTimeField(
+        null=True, blank=True, help_text="When an operator said someone is on it."
+    )
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who acknowledged it.",
+    )
+    silenced_until = models.DateTimeField(
+        null=True, blank=True, help_text="No reminder mail before this time (acknowledged)."
+    )
+    acknowledge_note = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="What the operator said when acknowledging.",
+    )
 
     class Meta:
         verbose_name = "alert incident"
@@ -331,3 +351,20 @@ class AlertIncident(models.Model):
     def duration_seconds(self) -> float:
         """How long it has been (or was) open."""
         return ((self.resolved_at or timezone.now()) - self.opened_at).total_seconds()
+
+
+class UserPreference(models.Model):
+    """What one person chose for how pages read: their time zone (empty: the browser's)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasktrail_preference"
+    )
+    time_zone = models.CharField(
+        max_length=64, blank=True, default="", help_text="IANA zone name, e.g. Europe/Paris."
+    )
+
+    class Meta:
+        verbose_name = "user preference"
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.time_zone or 'browser zone'})"
