@@ -1,0 +1,79 @@
+"""How the pages fit and read: a phone-width header, the system's dark scheme, form contrast."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import NO_PLAYWRIGHT, WAIT_MS, log_in, record_success
+
+pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+# WCAG 2.1 relative luminance and contrast ratio, computed in the page from computed colours.
+CONTRAST_JS = """([selector, property]) => {
+  const rgb = (text) => text.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const el = document.querySelector(selector);
+  const fg = lum(rgb(getComputedStyle(el)[property]));
+  const bg = lum(rgb(getComputedStyle(document.body).backgroundColor === "rgba(0, 0, 0, 0)"
+    ? getComputedStyle(document.documentElement).backgroundColor
+    : getComputedStyle(document.body).backgroundColor));
+  return (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+}"""
+BACKGROUND_JS = "getComputedStyle(document.documentElement).backgroundColor"
+OVERFLOW_JS = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+
+@pytest.fixture
+def open_page(browser: Any, live_server: Any, viewer: Any) -> Iterator[Callable[..., Any]]:
+    """``open_page(path, width=…, scheme=…)``: a logged-in tab in a context of that size and
+    colour scheme."""
+    contexts: list[Any] = []
+
+    def go(path: str, *, width: int = 1280, scheme: str = "light") -> Any:
+        context = browser.new_context(
+            base_url=live_server.url, viewport={"width": width, "height": 800}, color_scheme=scheme
+        )
+        context.set_default_timeout(WAIT_MS)
+        contexts.append(context)
+        tab = context.new_page()
+        log_in(tab, viewer, path)
+        return tab
+
+    yield go
+    for context in contexts:
+        context.close()
+
+
+@pytest.mark.parametrize("path", ["/", "/tasks/", "/queues/"])
+def test_a_phone_width_page_does_not_scroll_sideways(open_page, path):
+    record_success(name="shop.book_shipment", input_id="SHP-390")
+    tab = open_page(path, width=390)
+    assert tab.locator("nav[aria-label='Main'] a").last.is_visible()
+    header_overflow = tab.evaluate(
+        "(() => { const h = document.querySelector('header.top'); "
+        "return h.scrollWidth - h.clientWidth; })()"
+    )
+    assert header_overflow == 0
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_form_fields_have_three_to_one_contrast(open_page, scheme):
+    tab = open_page("/tasks/", scheme=scheme)
+    ratio = tab.evaluate(CONTRAST_JS, ["#global-search", "borderTopColor"])
+    assert ratio >= 3.0, f"search field border {ratio:.2f}:1 in the {scheme} scheme"
+
+
+def test_the_dark_scheme_follows_the_system_setting(open_page):
+    light = open_page("/tasks/", scheme="light").evaluate(BACKGROUND_JS)
+    dark = open_page("/tasks/", scheme="dark").evaluate(BACKGROUND_JS)
+    assert light == "rgb(255, 255, 255)"
+    assert dark == "rgb(20, 23, 28)"
+    text = open_page("/tasks/", scheme="dark").evaluate(CONTRAST_JS, ["main", "color"])
+    assert text >= 7.0, f"body text {text:.2f}:1 on the dark background"
