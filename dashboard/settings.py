@@ -71,6 +71,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "dashboard.timezones.ViewerTimeZoneMiddleware",  # after auth: a user's own zone comes first
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -190,7 +191,16 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"tasktrail": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        "tasktrail": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # runserver's line per request; TASKTRAIL_REQUEST_LOG=false (the demo) keeps only errors,
+        # so the pages' polling does not flood the output
+        "django.server": {
+            "handlers": ["console"],
+            "level": "INFO" if env_bool("TASKTRAIL_REQUEST_LOG", True) else "WARNING",
+            "propagate": False,
+        },
+    },
 }
 
 # -- Celery ---------------------------------------------------------------------------------------

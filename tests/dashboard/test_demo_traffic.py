@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import re
 from collections import Counter
@@ -249,3 +250,36 @@ def test_exports_go_to_a_queue_no_demo_worker_consumes() -> None:
     signature = Publication((exports[0],)).signature()
     assert signature.options["queue"] == STUCK_QUEUE
     assert STUCK_QUEUE not in " ".join(WORKER_ARGS) and STUCK_EVERY > 0
+
+
+def test_the_demo_traces_without_a_collector_and_links_every_row() -> None:
+    from dashboard.management.commands.demo import DEMO_TRACING
+    from tracing.config import config_from_env
+    from tracing.links import parse_viewer
+
+    config = config_from_env(DEMO_TRACING)
+    assert config.enabled and config.exporters == ()  # spans made, none exported
+    viewer = parse_viewer(DEMO_TRACING["TASKTRAIL_TRACE_VIEWER"])
+    assert viewer is not None
+
+
+def test_the_demo_keeps_only_request_errors_in_its_log() -> None:
+    import subprocess
+    import sys
+
+    from dashboard.management.commands.demo import DEMO_QUIET
+
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.LOGGING['loggers']['django.server']['level'])"
+    )
+    env = {
+        **os.environ,
+        **DEMO_QUIET,
+        "DJANGO_SETTINGS_MODULE": "dashboard.settings",
+        "REDIS_URL": "redis://127.0.0.1:1/0",  # never contacted; no embedded server started
+    }
+    shown = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert shown.stdout.strip() == "WARNING"

@@ -47,7 +47,7 @@ WORKER_ARGS = [
     "--concurrency=2",
     "--queues=default,inventory",
     "--hostname=demo@%h",
-    "--loglevel=info",
+    "--loglevel=warning",  # task output would flood the demo's log; rows show every task
 ]
 # Alerts in the demo: the queue `reports` gets stuck (dashboard.demo) and the mail goes to the
 # monitor's output (console email backend, the default); the hung report alerts after 2 minutes.
@@ -55,6 +55,13 @@ DEMO_ALERTS = {
     "TASKTRAIL_ALERT_EMAILS": "oncall@example.com",
     "TASKTRAIL_ALERTS": json.dumps({"tasks": {"workers.tasks.build_report": 120}}),
 }
+# Tracing on, exporting nothing (no collector is needed): every row gets its trace id, and the
+# links point at a Jaeger on its default port, where a local one would show the traces.
+DEMO_TRACING = {
+    "OTEL_TRACES_EXPORTER": "none",
+    "TASKTRAIL_TRACE_VIEWER": "jaeger http://127.0.0.1:16686",
+}
+DEMO_QUIET = {"TASKTRAIL_REQUEST_LOG": "false"}
 COLORS = {"worker": "33", "monitor": "36", "web": "32", "traffic": "35", "demo": "1"}
 
 
@@ -188,7 +195,8 @@ class Command(BaseCommand):
             Child("traffic", [python, manage, "demo_traffic"]),
         ]
         demo_alerts = {**DEMO_ALERTS, "TASKTRAIL_BASE_URL": f"http://127.0.0.1:{port}"}
-        env = {**demo_alerts, **os.environ, "PYTHONUNBUFFERED": "1"}  # your settings win
+        demo = {**demo_alerts, **DEMO_TRACING, **DEMO_QUIET}
+        env = {**demo, **os.environ, "PYTHONUNBUFFERED": "1"}  # your settings win
         for child in children:
             if self._stop.is_set():
                 break
