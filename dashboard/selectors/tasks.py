@@ -259,13 +259,16 @@ def overview(*, now: dt.datetime | None = None) -> Overview:
     day_ago = now - dt.timedelta(hours=24)
     spark_start = now - dt.timedelta(minutes=SPARK_BUCKETS * SPARK_MINUTES)
 
+    # A row with no queue yet is one whose worker events came before its publish event: it gets
+    # its queue a moment later, and is not a queue of its own ("(unknown)") meanwhile.
+    queued = TaskRun.objects.exclude(queue__isnull=True).exclude(queue="")
     live = (
-        TaskRun.objects.filter(state__in=[*WAITING_STATES, TaskState.STARTED])
+        queued.filter(state__in=[*WAITING_STATES, TaskState.STARTED])
         .values("queue", "state")
         .annotate(n=Count("id"))
     )
     failed = (
-        TaskRun.objects.filter(state=TaskState.FAILURE, first_seen_at__gte=hour_ago)
+        queued.filter(state=TaskState.FAILURE, first_seen_at__gte=hour_ago)
         .values("queue")
         .annotate(n=Count("id"))
     )
@@ -273,7 +276,7 @@ def overview(*, now: dt.datetime | None = None) -> Overview:
         spark_start + dt.timedelta(minutes=SPARK_MINUTES * i) for i in range(SPARK_BUCKETS + 1)
     ]
     finished = (
-        TaskRun.objects.filter(finished_at__gte=spark_start)
+        queued.filter(finished_at__gte=spark_start)
         .values("queue")
         .annotate(
             **{
@@ -313,10 +316,11 @@ def overview(*, now: dt.datetime | None = None) -> Overview:
         .values("state")
         .annotate(n=Count("id"))
     }
+    # Newest failure first, by when it failed (the time the list shows), not when it was published.
     recent_failures = list(
-        TaskRun.objects.filter(state=TaskState.FAILURE)
+        TaskRun.objects.filter(state=TaskState.FAILURE, finished_at__isnull=False)
         .only(*LIST_FIELDS)
-        .order_by("-first_seen_at", "-id")[:10]
+        .order_by("-finished_at", "-id")[:10]
     )
     return Overview(
         queues=queues, totals=totals, recent_failures=recent_failures, bucket_minutes=SPARK_MINUTES
