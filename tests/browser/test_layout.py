@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from dashboard.ingest.writer import write_events
 from tests.browser.conftest import NO_PLAYWRIGHT, WAIT_MS, log_in, record_success
+from tests.conftest import event, new_task_id
 
 pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT)
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -77,3 +80,27 @@ def test_the_dark_scheme_follows_the_system_setting(open_page):
     assert dark == "rgb(20, 23, 28)"
     text = open_page("/tasks/", scheme="dark").evaluate(CONTRAST_JS, ["main", "color"])
     assert text >= 7.0, f"body text {text:.2f}:1 on the dark background"
+
+
+def test_workflow_tree_badges_are_never_clipped(open_page):
+    t0 = time.time() - 30
+    root, child = new_task_id(), new_task_id()
+    long_name = "shop.fulfilment.warehouse.tasks.reserve_stock_for_every_line_of_the_order"
+    write_events(
+        [
+            event("published", root, t0, name=long_name, queue="default", retries=0,
+                  published_at=t0, root_id=root),
+            event("succeeded", root, t0 + 2, retries=0, hostname="w1@h", pid=1, runtime=1.0),
+            event("published", child, t0 + 1, name=long_name + "_child", queue="default",
+                  retries=0, published_at=t0 + 1, root_id=root, parent_id=root),
+            event("succeeded", child, t0 + 3, retries=0, hostname="w1@h", pid=1, runtime=1.0),
+        ]
+    )  # fmt: skip
+    tab = open_page(f"/tasks/{child}/")
+    labels = tab.locator(".tl-tree .tl-label")
+    assert labels.count() == 2
+    for i in range(2):
+        label = labels.nth(i).bounding_box()
+        badge = labels.nth(i).locator(".badge").bounding_box()
+        assert badge["x"] + badge["width"] <= label["x"] + label["width"] + 0.5
+        assert labels.nth(i).locator(".badge").inner_text().strip().endswith("SUCCESS")
