@@ -274,6 +274,11 @@ def task_patch(event: Event) -> Patch:
     ):
         if event.get(column) is not None:
             patch[column] = event[column]
+    if patch.get("parent_id") == event["task_id"]:
+        # Celery's own retry republishes the task from inside itself, so that message names the
+        # task as its own parent. A task is never its own parent: dropped here, so MIN cannot pick
+        # it over the real parent the first message named.
+        del patch["parent_id"]
     patch["eta"] = _when(event.get("eta"))
     patch["expires"] = _when(event.get("expires"))
     parent = parse_traceparent(event.get("traceparent"))

@@ -118,7 +118,8 @@ def task_detail(*, task_id: str) -> TaskDetail | None:
         task=task,
         attempts=list(TaskAttempt.objects.filter(task_id=task_id).order_by("attempt")),
         result=TaskResult.objects.filter(task_id=task_id).first(),
-        parent=related.get(task.parent_id or ""),
+        # Rows recorded before the merge dropped self-parents may still name their own id.
+        parent=related.get(task.parent_id or "") if task.parent_id != task.task_id else None,
         root=related.get(task.root_id or "") if task.root_id != task.task_id else None,
         # A Celery retry is published from inside the task: its parent id is the task's own id.
         children=list(

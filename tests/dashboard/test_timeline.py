@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from dashboard.ingest.writer import write_events
+from dashboard.models import TaskRun
 from dashboard.selectors import timeline as timeline_module
 from dashboard.selectors.tasks import task_detail
 from dashboard.selectors.timeline import task_timeline
@@ -118,3 +119,14 @@ def test_parent_not_recorded_is_marked():
                         parent_id="gone", root_id="gone")])  # fmt: skip
     [node] = timeline_of(task_id).nodes
     assert node.orphan and node.depth == 0
+
+
+@pytest.mark.django_db
+def test_task_detail_of_a_row_naming_itself_as_parent_has_no_parent():
+    # rows recorded before self-parents were dropped at ingest may still hold one
+    task_id = new_task_id()
+    write_events(story_success(task_id, t0=T0))
+    TaskRun.objects.filter(task_id=task_id).update(parent_id=task_id)
+    detail = task_detail(task_id=task_id)
+    assert detail is not None
+    assert detail.parent is None
