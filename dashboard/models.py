@@ -219,6 +219,7 @@ class OperatorAction(models.Model):
         RETRY = "retry", "Retry"
         CANCEL = "cancel", "Cancel"
         TERMINATE = "terminate", "Terminate"
+        ACKNOWLEDGE = "acknowledge", "Acknowledge incident"  # no task targets: scope names it
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"  # allowed, the Celery call not yet made
@@ -326,7 +327,10 @@ class AlertIncident(models.Model):
 
     class Meta:
         verbose_name = "alert incident"
-        permissions = [("receive_alerts", "Receives alert emails")]
+        permissions = [
+            ("receive_alerts", "Receives alert emails"),
+            ("acknowledge_alertincident", "Can acknowledge an incident and silence its reminders"),
+        ]
         indexes = [models.Index(fields=["-opened_at", "-id"], name="incident_recent")]
         constraints = [
             models.UniqueConstraint(

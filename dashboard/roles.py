@@ -1,4 +1,5 @@
-"""The three roles as groups: viewer (read), operator (retry, cancel), admin (terminate, bulk).
+"""The three roles as groups: viewer (read), operator (retry, cancel, acknowledge incidents), admin
+(also terminate, bulk).
 
 Kept in step after every ``migrate`` (post_migrate), so a new permission reaches its roles.
 """
@@ -8,10 +9,11 @@ from __future__ import annotations
 from typing import Any, Final
 
 VIEW: Final = ["view_taskrun", "view_taskattempt", "view_operatoraction"]
+OPERATE: Final = [*VIEW, "retry_taskrun", "cancel_taskrun", "acknowledge_alertincident"]
 ROLES: Final[dict[str, list[str]]] = {
     "viewer": VIEW,
-    "operator": [*VIEW, "retry_taskrun", "cancel_taskrun"],
-    "admin": [*VIEW, "retry_taskrun", "cancel_taskrun", "terminate_taskrun", "bulk_over_cap"],
+    "operator": [*OPERATE],
+    "admin": [*OPERATE, "terminate_taskrun", "bulk_over_cap"],
 }
 
 

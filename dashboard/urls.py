@@ -31,6 +31,11 @@ urlpatterns = [
     path("audit/", actions.audit_page, name="audit"),
     path("queues/", pages.queues_page, name="queues"),
     path("incidents/", alerts.incidents_page, name="incidents"),
+    path(
+        "incidents/<int:incident_id>/acknowledge",
+        alerts.incident_acknowledge_view,
+        name="incident-acknowledge",
+    ),
     path("metrics", alerts.metrics_view, name="metrics"),
     path("api/tasks", api.api_tasks, name="api-tasks"),
     path("api/tasks/<task_id:task_id>", api.api_task, name="api-task"),

@@ -9,6 +9,11 @@ mid-way) never open a second incident nor send a notice twice:
 - send: a monitor first takes a lease, ``UPDATE … SET retry_at = now + lease WHERE <notice still
   due> AND (retry_at IS NULL OR retry_at <= now)``; only the one that updated the row sends. A
   failed send sets ``retry_at`` to a back-off and records the error on the row.
+
+Acknowledged incidents (``dashboard.services_incidents``) send no reminder before
+``silenced_until``; the opened and recovery mails are not silenced. The acknowledgement covers what
+was firing then: a check that finds the incident worse (stuck again after a check that was not, or
+stuck by a condition that had not fired when it was acknowledged) lifts the silence.
 """
 
 from __future__ import annotations
@@ -42,8 +47,20 @@ class SyncResult:
     still_open: list[AlertIncident] = field(default_factory=list)
 
 
+# Keys of ``AlertIncident.details`` beside the figures: the latest check's state, and what was
+# firing when the incident was acknowledged (written by the acknowledgement, kept by every refresh).
+STATE_KEY = "state"
+ACKNOWLEDGED_KEY = "acknowledged"
+RESUMED_KEY = "reminders_resumed"
+
+
 def _details(verdict: Verdict) -> dict[str, Any]:
-    return {"cause": verdict.cause, "fired": list(verdict.fired), "figures": dict(verdict.figures)}
+    return {
+        "cause": verdict.cause,
+        "fired": list(verdict.fired),
+        "figures": dict(verdict.figures),
+        STATE_KEY: verdict.state,
+    }
 
 
 def sync_incidents(
@@ -100,15 +117,42 @@ def open_incident(verdict: Verdict, now: dt.datetime) -> AlertIncident | None:
         return None
 
 
+def worse_than_acknowledged(incident: AlertIncident, verdict: Verdict) -> str | None:
+    """Why ``verdict`` is worse than what was acknowledged (None: it is not, or not silenced)."""
+    if incident.silenced_until is None or verdict.state != "stuck":
+        return None
+    details = incident.details or {}
+    if details.get(STATE_KEY, "stuck") != "stuck":
+        return "stuck again"
+    acknowledged = set((details.get(ACKNOWLEDGED_KEY) or {}).get("fired") or [])
+    new = [name for name in verdict.fired if name not in acknowledged]
+    return f"new condition: {', '.join(new)}" if new else None
+
+
 def refresh(incident: AlertIncident, verdict: Verdict, now: dt.datetime) -> None:
-    """Latest figures on an open incident (the reminder mail shows them)."""
+    """Latest figures on an open incident (the reminder mail shows them); lifts an
+    acknowledgement's silence when the incident got worse."""
+    worse = worse_than_acknowledged(incident, verdict)
+    kept = {
+        k: v for k, v in (incident.details or {}).items() if k in (ACKNOWLEDGED_KEY, RESUMED_KEY)
+    }
     if verdict.state == "stuck":  # keep the figures that made it stuck while it is only warning
         incident.summary = verdict.words[:MAX_SUMMARY]
-        incident.details = _details(verdict)
+        incident.details = {**_details(verdict), **kept}
+    else:
+        incident.details = {**(incident.details or {}), STATE_KEY: verdict.state}
     incident.checked_at = now
-    AlertIncident.objects.filter(pk=incident.pk, resolved_at__isnull=True).update(
-        summary=incident.summary, details=incident.details, checked_at=now
-    )
+    changes: dict[str, Any] = {}
+    if worse is not None:
+        incident.details[RESUMED_KEY] = worse
+        incident.silenced_until = None
+        changes["silenced_until"] = None
+        logger.info("alert %s got worse (%s): reminders resume", incident.headline, worse)
+    # Not over an acknowledgement made since this check read the row: its note of what was
+    # firing would be lost. The next check refreshes it.
+    AlertIncident.objects.filter(
+        pk=incident.pk, resolved_at__isnull=True, acknowledged_at=incident.acknowledged_at
+    ).update(summary=incident.summary, details=incident.details, checked_at=now, **changes)
 
 
 def resolve(incident: AlertIncident, now: dt.datetime, verdict: Verdict | None) -> bool:
@@ -130,8 +174,16 @@ def _due(kind: NoticeKind, now: dt.datetime, remind: dt.timedelta) -> Q:
     if kind == "opened":
         return Q(resolved_at__isnull=True, last_notified_at__isnull=True)
     if kind == "reminder":
-        return Q(resolved_at__isnull=True, last_notified_at__lte=now - remind)
+        return Q(resolved_at__isnull=True, last_notified_at__lte=now - remind) & _not_silenced(now)
     return Q(resolved_at__isnull=False, recovery_notified_at__isnull=True)
+
+
+def _not_silenced(now: dt.datetime) -> Q:
+    return Q(silenced_until__isnull=True) | Q(silenced_until__lte=now)
+
+
+def silenced(incident: AlertIncident, now: dt.datetime) -> bool:
+    return incident.silenced_until is not None and incident.silenced_until > now
 
 
 def _not_leased(now: dt.datetime) -> Q:
@@ -145,6 +197,8 @@ def notice_due(
         return "resolved" if incident.recovery_notified_at is None else None
     if incident.last_notified_at is None:
         return "opened"
+    if silenced(incident, now):
+        return None
     if remind.total_seconds() > 0 and incident.last_notified_at <= now - remind:
         return "reminder"
     return None

@@ -35,9 +35,15 @@ class IncidentPage:
     next_before: int | None  # id for the next (older) page
 
 
+def incident_row(*, incident_id: int) -> AlertIncident | None:
+    """One incident as its row shows it (who acknowledged it included)."""
+    return AlertIncident.objects.select_related("acknowledged_by").filter(pk=incident_id).first()
+
+
 def incident_page(*, before: int | None = None, rule: str = "") -> IncidentPage:
-    resolved = AlertIncident.objects.filter(resolved_at__isnull=False)
-    current = AlertIncident.objects.filter(resolved_at__isnull=True)
+    rows_with_ack = AlertIncident.objects.select_related("acknowledged_by")
+    resolved = rows_with_ack.filter(resolved_at__isnull=False)
+    current = rows_with_ack.filter(resolved_at__isnull=True)
     if rule:
         resolved, current = resolved.filter(rule=rule), current.filter(rule=rule)
     if before is not None:

@@ -16,8 +16,11 @@ from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
-from dashboard.models import OperatorAction, TaskRun
+from dashboard.alerts.incidents import open_incident
+from dashboard.alerts.rules import QUEUE_STUCK, Verdict
+from dashboard.models import AlertIncident, OperatorAction, TaskRun
 from dashboard.services import api_token_create
 from tests.security.conftest import ingest, user_with_role
 from workers.events import make_event
@@ -52,6 +55,7 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
     "bulk-confirm": {"GET": PAGE, "POST": _all(405)},
     "task-action": {"GET": _all(405), "POST": ACTION},
     "bulk-action": {"GET": _all(405), "POST": ACTION},
+    "incident-acknowledge": {"GET": _all(405), "POST": ACTION},
     "api-tasks": {"GET": API, "POST": _all(405)},
     "api-task": {"GET": API, "POST": _all(405)},
     "metrics": {"GET": _all(401), "POST": _all(405)},  # its own bearer token, not a session
@@ -99,6 +103,14 @@ def failed_task() -> str:
     return task_id
 
 
+def open_incident_id() -> int:
+    subject = f"matrix-{AlertIncident.objects.count()}"
+    verdict = Verdict(QUEUE_STUCK, subject, "stuck", words="1 waiting")
+    incident = open_incident(verdict, timezone.now())
+    assert incident is not None
+    return incident.pk
+
+
 def client_for(role: str) -> Client:
     if role == "token":
         key = api_token_create(user=user_with_role("viewer"), name="matrix")
@@ -117,6 +129,8 @@ def url_for(name: str) -> str:
         kwargs["task_id"] = failed_task()
     if name == "task-action":
         kwargs["kind"] = "retry"
+    if name == "incident-acknowledge":
+        kwargs["incident_id"] = str(open_incident_id())
     url = reverse(name, kwargs=kwargs)
     return f"{url}?{QUERY[name]}" if name in QUERY else url
 
@@ -127,6 +141,8 @@ def form_for(name: str, role: str) -> dict[str, Any]:
                 "expected_count": "1"}  # fmt: skip
     if name == "login":
         return {"username": f"matrix-{role}", "password": "wrong"}
+    if name == "incident-acknowledge":
+        return {"note": "matrix", "silence": "1h"}
     return {"reason": "matrix"}
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from dashboard.alerts import incidents, rules
 from dashboard.alerts.incidents import deliver_due, open_incident, sync_incidents
+from dashboard.alerts.mail import send_notice, subject_line
 from dashboard.models import AlertIncident
 
 pytestmark = pytest.mark.django_db
@@ -162,3 +163,111 @@ def test_nobody_to_mail_is_noted_not_retried():
     incident = AlertIncident.objects.get()
     assert incident.last_notified_at == T0 and "TASKTRAIL_ALERT_EMAILS" in incident.last_error
     assert incidents.due_notices(T0 + dt.timedelta(seconds=20), REMIND) == []
+
+
+# -- acknowledged incidents -----------------------------------------------------------------------
+
+
+def acknowledge(incident: AlertIncident, until: dt.datetime) -> None:
+    """What the service writes (its own tests cover it): the silence and what was firing."""
+    incident.refresh_from_db()
+    details = dict(incident.details)
+    details["acknowledged"] = {"fired": list(details["fired"]), "state": details["state"]}
+    AlertIncident.objects.filter(pk=incident.pk).update(
+        acknowledged_at=T0, silenced_until=until, acknowledge_note="on it", details=details
+    )
+
+
+def test_an_acknowledged_incident_sends_no_reminder_until_silenced_until():
+    outbox = Outbox()
+    sync_incidents([stuck()], set(), T0)
+    deliver_due(T0, REMIND, outbox)
+    acknowledge(AlertIncident.objects.get(), until=T0 + 4 * REMIND)
+    for minutes in (30, 60, 90, 119):
+        sync_incidents([stuck()], set(), T0 + dt.timedelta(minutes=minutes))
+        deliver_due(T0 + dt.timedelta(minutes=minutes), REMIND, outbox)
+    assert [kind for _, kind in outbox.sent] == ["opened"]
+    deliver_due(T0 + 4 * REMIND, REMIND, outbox)
+    assert [kind for _, kind in outbox.sent] == ["opened", "reminder"]
+
+
+def test_an_acknowledged_incident_still_sends_its_recovery_mail():
+    outbox = Outbox()
+    sync_incidents([stuck()], set(), T0)
+    deliver_due(T0, REMIND, outbox)
+    acknowledge(AlertIncident.objects.get(), until=T0 + 4 * REMIND)
+    sync_incidents([state("ok")], set(), T0 + dt.timedelta(minutes=5))
+    deliver_due(T0 + dt.timedelta(minutes=5), REMIND, outbox)
+    assert [kind for _, kind in outbox.sent] == ["opened", "resolved"]
+
+
+def test_a_new_incident_after_recovery_is_not_acknowledged():
+    sync_incidents([stuck()], set(), T0)
+    acknowledge(AlertIncident.objects.get(), until=T0 + 4 * REMIND)
+    sync_incidents([state("ok")], set(), T0 + dt.timedelta(minutes=5))
+    opened = sync_incidents([stuck()], set(), T0 + dt.timedelta(minutes=10)).opened
+    outbox = Outbox()
+    deliver_due(T0 + dt.timedelta(minutes=10), REMIND, outbox)
+    deliver_due(T0 + dt.timedelta(minutes=40), REMIND, outbox)
+    assert [(pk, kind) for pk, kind in outbox.sent if pk == opened[0].pk] == [
+        (opened[0].pk, "opened"),
+        (opened[0].pk, "reminder"),
+    ]
+    assert AlertIncident.objects.get(pk=opened[0].pk).silenced_until is None
+
+
+def test_a_new_condition_on_an_acknowledged_incident_lifts_the_silence():
+    sync_incidents([stuck()], set(), T0)
+    acknowledge(AlertIncident.objects.get(), until=T0 + 4 * REMIND)
+    worse = rules.Verdict(
+        rules.QUEUE_STUCK, "emails", "stuck", words="900 waiting",
+        fired=("no_consumer", "oldest_too_old"),
+    )  # fmt: skip
+    sync_incidents([worse], set(), T0 + dt.timedelta(minutes=1))
+    incident = AlertIncident.objects.get()
+    assert incident.silenced_until is None
+    assert incident.details["reminders_resumed"] == "new condition: oldest_too_old"
+    assert incident.details["acknowledged"] == {"fired": ["no_consumer"], "state": "stuck"}
+
+
+def test_stuck_again_after_warning_lifts_the_silence():
+    sync_incidents([stuck()], set(), T0)
+    acknowledge(AlertIncident.objects.get(), until=T0 + 4 * REMIND)
+    sync_incidents([state("warning")], set(), T0 + dt.timedelta(minutes=1))
+    assert AlertIncident.objects.get().silenced_until == T0 + 4 * REMIND
+    sync_incidents([stuck()], set(), T0 + dt.timedelta(minutes=2))
+    incident = AlertIncident.objects.get()
+    assert incident.silenced_until is None
+    assert incident.details["reminders_resumed"] == "stuck again"
+
+
+def test_the_same_condition_still_stuck_keeps_the_silence():
+    sync_incidents([stuck()], set(), T0)
+    acknowledge(AlertIncident.objects.get(), until=T0 + 4 * REMIND)
+    sync_incidents([stuck(words="500 waiting, no consumer")], set(), T0 + dt.timedelta(minutes=1))
+    assert AlertIncident.objects.get().silenced_until == T0 + 4 * REMIND
+
+
+def test_a_check_does_not_overwrite_an_acknowledgement_made_since_it_read_the_row():
+    sync_incidents([stuck()], set(), T0)
+    read_before = AlertIncident.objects.get()
+    acknowledge(read_before, until=T0 + 4 * REMIND)
+    read_before.acknowledged_at = None  # as the check read it, before the acknowledgement
+    incidents.refresh(read_before, stuck(), T0 + dt.timedelta(minutes=1))
+    assert AlertIncident.objects.get().details["acknowledged"] == {
+        "fired": ["no_consumer"],
+        "state": "stuck",
+    }
+
+
+def test_an_acknowledged_incident_mails_no_reminder_over_smtp_until_silenced_until(smtp_server):
+    sync_incidents([stuck()], set(), T0)
+    deliver_due(T0, REMIND, send_notice)
+    acknowledge(AlertIncident.objects.get(), until=T0 + 3 * REMIND)
+    deliver_due(T0 + REMIND, REMIND, send_notice)
+    deliver_due(T0 + 2 * REMIND, REMIND, send_notice)
+    assert len(smtp_server.received) == 1
+    deliver_due(T0 + 3 * REMIND, REMIND, send_notice)
+    assert len(smtp_server.received) == 2
+    incident = AlertIncident.objects.get()
+    assert smtp_server.received[1].subject == subject_line(incident, "reminder", T0 + 3 * REMIND)

@@ -1,0 +1,89 @@
+"""The Acknowledge form on the Incidents page: POST, CSRF, the row swapped in for htmx."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from dashboard.alerts import rules
+from dashboard.alerts.incidents import open_incident
+from dashboard.models import AlertIncident, OperatorAction
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HX-Request": "true"}
+
+
+def client_in(role: str, **kwargs) -> Client:
+    user = User.objects.create_user(f"{role}-view")
+    user.groups.add(Group.objects.get(name=role))
+    client = Client(**kwargs)
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def incident() -> AlertIncident:
+    verdict = rules.Verdict(rules.QUEUE_STUCK, "emails", "stuck", words="342 waiting")
+    opened = open_incident(verdict, timezone.now())
+    assert opened is not None
+    return opened
+
+
+def url(incident: AlertIncident) -> str:
+    return reverse("incident-acknowledge", args=[incident.pk])
+
+
+def test_incidents_page_offers_acknowledge_to_an_operator(incident):
+    response = client_in("operator").get(reverse("incidents"))
+    assert response.content.decode().count(f'hx-post="{url(incident)}"') == 1
+
+
+def test_incidents_page_offers_no_acknowledge_to_a_viewer(incident):
+    response = client_in("viewer").get(reverse("incidents"))
+    assert url(incident) not in response.content.decode()
+
+
+def test_acknowledge_htmx_answers_the_row_with_the_silence(incident):
+    response = client_in("operator").post(
+        url(incident), {"note": "restarting <b>workers</b>", "silence": "4h"}, headers=HTMX
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith(f'<tr id="incident-{incident.pk}"')
+    assert "restarting &lt;b&gt;workers&lt;/b&gt;" in html
+    assert "no reminder until" in html
+
+
+def test_acknowledge_without_htmx_redirects_to_the_incident(incident):
+    response = client_in("operator").post(url(incident), {"note": "on it", "silence": "1h"})
+    assert response.status_code == 302
+    assert response["Location"] == f"{reverse('incidents')}#incident-{incident.pk}"
+
+
+def test_acknowledge_by_a_viewer_is_403_and_audited(incident):
+    response = client_in("viewer").post(url(incident), {"note": "x", "silence": "1h"})
+    assert response.status_code == 403
+    assert OperatorAction.objects.get().outcome == "refused"
+
+
+def test_acknowledge_with_an_unknown_silence_is_400_and_changes_nothing(incident):
+    response = client_in("operator").post(
+        url(incident), {"note": "x", "silence": "99h"}, headers=HTMX
+    )
+    assert response.status_code == 400
+    assert AlertIncident.objects.get(pk=incident.pk).silenced_until is None
+
+
+def test_acknowledge_needs_the_csrf_token(incident):
+    client = client_in("operator", enforce_csrf_checks=True)
+    response = client.post(url(incident), {"note": "x", "silence": "1h"})
+    assert response.status_code == 403
+    assert AlertIncident.objects.get(pk=incident.pk).acknowledged_at is None
+
+
+def test_acknowledge_answers_405_to_get(incident):
+    assert client_in("operator").get(url(incident)).status_code == 405
