@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from dashboard.views import actions, alerts, api, pages
+from dashboard.views import actions, alerts, api, live, pages, preferences
 
 
 class TaskIdConverter:
@@ -24,6 +24,7 @@ urlpatterns = [
     path("", pages.overview_page, name="overview"),
     path("tasks/", pages.task_list_page, name="tasks"),
     path("tasks/stats/", pages.task_stats_page, name="task-stats"),
+    path("tasks/live/", live.task_live_rows, name="task-live-rows"),
     path("tasks/bulk/", actions.bulk_confirm, name="bulk-confirm"),
     path("tasks/bulk/run", actions.bulk_action, name="bulk-action"),
     path("tasks/<task_id:task_id>/", pages.task_detail_page, name="task-detail"),
@@ -31,6 +32,7 @@ urlpatterns = [
     path("audit/", actions.audit_page, name="audit"),
     path("queues/", pages.queues_page, name="queues"),
     path("incidents/", alerts.incidents_page, name="incidents"),
+    path("preferences/", preferences.preferences_page, name="preferences"),
     path(
         "incidents/<int:incident_id>/acknowledge",
         alerts.incident_acknowledge_view,

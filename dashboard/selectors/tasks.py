@@ -22,7 +22,7 @@ MAX_PAGE_SIZE = 200
 LIST_FIELDS = (
     "id", "task_id", "name", "queue", "input_id", "state", "retries", "exc_type", "exc_message",
     "first_seen_at", "published_at", "started_at", "finished_at", "runtime", "queue_wait",
-    "worker", "trace_id", "trace_sampled", "updated_at",
+    "worker", "trace_id", "trace_sampled", "updated_at", "retry_of", "retried_as",
 )  # fmt: skip
 
 

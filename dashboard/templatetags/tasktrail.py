@@ -1,15 +1,17 @@
-"""Formatting for task values: durations, relative times, state badges."""
+"""Formatting for task values: durations, times in the viewer's zone, state badges, lineage."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from django import template
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from dashboard.models import TaskState
+from dashboard.models import TaskRun, TaskState
+from dashboard.selectors.live import row_version
 
 register = template.Library()
 
@@ -57,18 +59,80 @@ def _ago(delta: dt.timedelta) -> str:
     return f"in {text}" if future else f"{text} ago"
 
 
+def _absolute(value: dt.datetime, now: dt.datetime) -> str:
+    """In the active zone, to the second, the zone named; the date only when it is not today."""
+    local, today = timezone.localtime(value), timezone.localtime(now)
+    clock = local.strftime("%H:%M:%S")
+    zone = local.strftime("%Z") or local.strftime("UTC%z")
+    if local.date() == today.date():
+        return f"{clock} {zone}"
+    if local.year == today.year:
+        return f"{local.day} {local.strftime('%b')} {clock} {zone}"
+    return f"{local.day} {local.strftime('%b %Y')} {clock} {zone}"
+
+
 @register.simple_tag
 def when(value: dt.datetime | None) -> SafeString | str:
-    """Relative time with the absolute UTC time on hover (and for screen readers)."""
+    """The time in the viewer's zone with the zone named, and how long ago beside it.
+
+    ``datetime`` carries the instant, so tasktrail.js keeps the "ago" text current."""
     if value is None:
         return "—"
-    absolute = value.astimezone(dt.UTC)
+    now = timezone.now()
+    local = timezone.localtime(value)
     return format_html(
-        '<time datetime="{}" title="{}">{}</time>',
-        absolute.isoformat(),
-        absolute.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC",
-        _ago(timezone.now() - value),
+        '<time class="when" datetime="{}" title="{}">{} <span class="ago">{}</span></time>',
+        value.astimezone(dt.UTC).isoformat(),
+        local.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + f" {timezone.get_current_timezone_name()}",
+        _absolute(value, now),
+        _ago(now - value),
     )
+
+
+@register.filter
+def task_label(name: str | None) -> str:
+    """A task's name without its module path (``workers.tasks.send_invoice`` → ``send_invoice``):
+    the function name is what tells tasks apart; the full name goes in a title beside it."""
+    if not name:
+        return ""
+    return name.rstrip(".").rsplit(".", 1)[-1] or name
+
+
+def _short_id(task_id: str) -> str:
+    return task_id[:8] + "…" if len(task_id) > 9 else task_id
+
+
+@register.simple_tag
+def lineage(retry_of: str | None, retried_as: str | None) -> SafeString | str:
+    """Links to the task this one retries and to the retry made of it, when there are any."""
+    parts = []
+    if retry_of:
+        parts.append(
+            format_html(
+                'retry of <a class="mono" href="{}" title="{}">{}</a>',
+                reverse("task-detail", args=[retry_of]),
+                retry_of,
+                _short_id(retry_of),
+            )
+        )
+    if retried_as:
+        parts.append(
+            format_html(
+                'retried as <a class="mono" href="{}" title="{}">{}</a>',
+                reverse("task-detail", args=[retried_as]),
+                retried_as,
+                _short_id(retried_as),
+            )
+        )
+    if not parts:
+        return ""
+    return format_html('<span class="lineage">{}</span>', SafeString(" · ".join(parts)))
+
+
+@register.filter
+def live_version(task: TaskRun) -> str:
+    """What the live list compares to know the row changed ("" once it cannot change)."""
+    return row_version(task)
 
 
 @register.simple_tag

@@ -7,6 +7,7 @@ own rule (staff only): every admin URL, with real objects in its path, refuses e
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from django.utils import timezone
 from dashboard.alerts.incidents import open_incident
 from dashboard.alerts.rules import QUEUE_STUCK, Verdict
 from dashboard.models import AlertIncident, OperatorAction, TaskRun
+from dashboard.pagination import Cursor
 from dashboard.services import api_token_create
 from tests.security.conftest import ingest, user_with_role
 from workers.events import make_event
@@ -40,6 +42,12 @@ PAGE = {"anonymous": LOGIN, "nobody": 403, "viewer": 200, "operator": 200, "admi
         "token": LOGIN}  # fmt: skip  # pages take no bearer token: a session only
 ACTION = {"anonymous": LOGIN, "nobody": 403, "viewer": 403, "operator": 302, "admin": 302,
           "token": LOGIN}  # fmt: skip
+LIVE = {"anonymous": LOGIN, "nobody": 403, "viewer": 204, "operator": 204, "admin": 204,
+        "token": LOGIN}  # fmt: skip  # the list's poll: 204 when nothing is new or changed
+OWN = {"anonymous": LOGIN, "nobody": 200, "viewer": 200, "operator": 200, "admin": 200,
+       "token": LOGIN}  # fmt: skip  # a person's own preferences: any login
+SAVED = {"anonymous": LOGIN, "nobody": 302, "viewer": 302, "operator": 302, "admin": 302,
+         "token": LOGIN}  # fmt: skip
 API = {"anonymous": 401, "nobody": 403, "viewer": 200, "operator": 200, "admin": 200,
        "token": 200}  # fmt: skip
 
@@ -49,6 +57,8 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
     "tasks": {"GET": PAGE, "POST": _all(405)},
     "task-stats": {"GET": PAGE, "POST": _all(405)},
     "task-detail": {"GET": PAGE, "POST": _all(405)},
+    "task-live-rows": {"GET": LIVE, "POST": _all(405)},
+    "preferences": {"GET": OWN, "POST": SAVED},
     "queues": {"GET": PAGE, "POST": _all(405)},
     "incidents": {"GET": PAGE, "POST": _all(405)},
     "audit": {"GET": PAGE, "POST": _all(405)},
@@ -63,7 +73,10 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
     "logout": {"GET": _all(405), "POST": _all(302)},
 }
 # query strings a page needs to do its work
-QUERY = {"bulk-confirm": "action=retry&state=FAILURE"}
+QUERY = {
+    "bulk-confirm": "action=retry&state=FAILURE",
+    "task-live-rows": "newer=" + Cursor(dt.datetime(2025, 1, 1, tzinfo=dt.UTC), 1).encode(),
+}
 
 
 def walk(patterns: list[Any], prefix: str = "", namespace: str = "") -> Iterator[tuple[str, str]]:
