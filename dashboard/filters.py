@@ -27,6 +27,14 @@ WINDOWS: Final[dict[str, dt.timedelta]] = {
     "30d": dt.timedelta(days=30),
 }
 _TRACE_ID: Final = re.compile(r"^[0-9a-fA-F]{32}$")
+# What people paste around an id ("order 19817", "Task #19817:"): words that name the kind of id,
+# and punctuation at either end of a word. The search looks for what is left.
+FILLER_WORDS: Final = frozenset(
+    {"order", "orders", "task", "tasks", "id", "ids", "input", "trace", "no", "nr", "number", "for"}
+)
+_EDGE_PUNCTUATION: Final = "\"'`“”\u2018\u2019«»()[]{},;:."
+MAX_SEARCH_TERMS: Final = 6  # each term is a few index seeks
+TASK_ID_PREFIX_MIN: Final = 8  # as Celery's logs shorten task ids; shorter would match too much
 
 
 class FilterError(ValueError):
@@ -50,9 +58,8 @@ class TaskFilter:
                     or self.until or self.q)  # fmt: skip
 
     @property
-    def trace_id(self) -> str | None:
-        """The search text as a trace id, when it looks like one."""
-        return self.q.lower() if _TRACE_ID.match(self.q) else None
+    def search_terms(self) -> tuple[str, ...]:
+        return search_terms(self.q)
 
     def as_query(self) -> list[tuple[str, str]]:
         params: list[tuple[str, str]] = [("state", s) for s in self.states]
@@ -76,11 +83,13 @@ class TaskFilter:
         parts = []
         if self.states:
             parts.append("state " + " or ".join(self.states))
-        for key in ("name", "queue", "worker"):
+        if self.name:
+            parts.append(f"a name containing “{self.name}”")
+        for key in ("queue", "worker"):
             if value := getattr(self, key):
                 parts.append(f"{key} {value}")
         if self.q:
-            parts.append(f"matching “{self.q}”")
+            parts.append(f"the search “{self.q}”")
         if self.window:
             parts.append(f"in the last {self.window}")
         if self.since:
@@ -99,6 +108,24 @@ def text_param(params: QueryDict, key: str, *, limit: int = MAX_VALUE_LENGTH) ->
     if "\x00" in value:
         raise FilterError(f"“{key}” contains a NUL character.")
     return value
+
+
+def is_trace_id(value: str) -> bool:
+    return bool(_TRACE_ID.fullmatch(value))
+
+
+def search_terms(q: str) -> tuple[str, ...]:
+    """What to look for in a pasted search: the whole text as typed, then each word without the
+    words that only name the kind of id and without a leading ``#`` or surrounding punctuation
+    ("Order #19817:" -> "Order #19817:", "19817"). Duplicates once; at most MAX_SEARCH_TERMS."""
+    whole = q.strip()
+    if not whole:
+        return ()
+    words = (
+        word.strip(_EDGE_PUNCTUATION).lstrip("#").strip(_EDGE_PUNCTUATION) for word in whole.split()
+    )
+    kept = [word for word in words if word and word.casefold() not in FILLER_WORDS]
+    return tuple(dict.fromkeys([whole, *kept]))[:MAX_SEARCH_TERMS]
 
 
 def is_task_id(value: str) -> bool:

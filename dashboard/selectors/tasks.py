@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from dashboard.filters import TaskFilter
+from dashboard.filters import TASK_ID_PREFIX_MIN, TaskFilter, is_trace_id
 from dashboard.models import TaskAttempt, TaskRun, TaskState
 from dashboard.pagination import Cursor
 
@@ -31,7 +32,7 @@ def filtered_task_runs(task_filter: TaskFilter) -> QuerySet[TaskRun]:
     if task_filter.states:
         qs = qs.filter(state__in=task_filter.states)
     if task_filter.name:
-        qs = qs.filter(name=task_filter.name)
+        qs = qs.filter(name__in=task_names_matching(task_filter.name))
     if task_filter.queue:
         qs = qs.filter(queue=task_filter.queue)
     if task_filter.worker:
@@ -41,12 +42,68 @@ def filtered_task_runs(task_filter: TaskFilter) -> QuerySet[TaskRun]:
     if task_filter.until:
         qs = qs.filter(first_seen_at__lt=task_filter.until)
     if task_filter.q:
-        q = task_filter.q
-        match = Q(task_id=q) | Q(input_id__startswith=q)
-        if task_filter.trace_id:
-            match |= Q(trace_id=task_filter.trace_id)
-        qs = qs.filter(match)
+        qs = qs.filter(search_match(task_filter.search_terms))
     return qs
+
+
+def search_match(terms: Sequence[str]) -> Q:
+    """Rows a pasted search means: per term, an input id by its beginning, a task id exactly or by
+    its first TASK_ID_PREFIX_MIN or more characters, or a trace id. Each is a seek on an index of
+    its own column; "any case" is the term as typed, lower and upper case (no case-folded index)."""
+    match = Q(pk__in=[])  # no terms: no rows
+    for term in terms:
+        for input_id in dict.fromkeys([term, term.lower(), term.upper()]):
+            match |= _prefix("input_id", input_id)
+        for task_id in dict.fromkeys([term, term.lower()]):
+            is_prefix = len(task_id) >= TASK_ID_PREFIX_MIN
+            match |= _prefix("task_id", task_id) if is_prefix else Q(task_id=task_id)
+        if is_trace_id(term):
+            match |= Q(trace_id=term.lower())
+    return match
+
+
+def _prefix(column: str, prefix: str) -> Q:
+    """``column`` starts with ``prefix``, in a form the column's index can seek to.
+
+    PostgreSQL: LIKE 'prefix%', served by the varchar_pattern_ops indexes (whatever the database
+    collation). SQLite: its LIKE ignores case and so never uses an index on a BINARY column; a
+    half-open range in code point order does, and is exact for the BINARY collation."""
+    if connection.vendor != "sqlite":
+        return Q(**{f"{column}__startswith": prefix})
+    last = ord(prefix[-1])
+    if last == sys.maxunicode:
+        return Q(**{f"{column}__startswith": prefix})  # no next code point: rare, so unindexed
+    upper = prefix[:-1] + chr(last + 1)
+    return Q(**{f"{column}__gte": prefix, f"{column}__lt": upper})
+
+
+KNOWN_NAMES_LIMIT = 500
+
+
+def known_task_names(*, limit: int = KNOWN_NAMES_LIMIT) -> list[str]:
+    """Distinct recorded task names in order, at most ``limit``: one seek on the name index per
+    name (a recursive "next name after this one"), never a scan of every row."""
+    table = TaskRun._meta.db_table
+    sql = f"""
+        WITH RECURSIVE names(name, n) AS (
+            SELECT (SELECT name FROM {table} WHERE name IS NOT NULL ORDER BY name LIMIT 1), 1
+            UNION ALL
+            SELECT (SELECT t.name FROM {table} t WHERE t.name > names.name
+                    ORDER BY t.name LIMIT 1), names.n + 1
+            FROM names WHERE names.name IS NOT NULL AND names.n < %s
+        )
+        SELECT name FROM names WHERE name IS NOT NULL
+    """  # noqa: S608 - the table name is the model's, the limit a parameter
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [limit])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def task_names_matching(fragment: str) -> list[str]:
+    """The names a Task name filter means: the text itself, and every known name containing it in
+    any case ("send_invoice" -> "workers.tasks.send_invoice")."""
+    folded = fragment.casefold()
+    return [fragment, *(n for n in known_task_names() if folded in n.casefold() and n != fragment)]
 
 
 @dataclass(frozen=True)
