@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.http import Http404, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
@@ -16,7 +16,13 @@ from dashboard.selectors.actions import actions_on_task
 from dashboard.selectors.alerts import queue_states
 from dashboard.selectors.queues import queue_overview
 from dashboard.selectors.system import monitor_status
-from dashboard.selectors.tasks import overview, task_detail, task_list, task_type_stats
+from dashboard.selectors.tasks import (
+    known_task_names,
+    overview,
+    task_detail,
+    task_list,
+    task_type_stats,
+)
 from dashboard.selectors.timeline import task_timeline
 from dashboard.views.access import viewer_required
 from dashboard.views.requests import HtmxHttpRequest
@@ -68,6 +74,10 @@ def task_list_page(request: HtmxHttpRequest) -> HttpResponse:
         return render(request, "dashboard/partials/task_new_rows.html", context)
     if request.htmx:
         return render(request, "dashboard/partials/task_results.html", context)
+    if task_filter.q and cursor is None and len(page.rows) == 1 and page.next_cursor is None:
+        # a search that found one task: open it (the live poll above never moves the page)
+        return redirect("task-detail", task_id=page.rows[0].task_id)
+    context["task_names"] = known_task_names()
     return render(request, "dashboard/tasks.html", context)
 
 

@@ -77,7 +77,10 @@ def test_task_list_shows_rows_newest_first(viewer_client, tasks):
     ],
 )
 def test_task_list_filters(viewer_client, tasks, query, present, absent):
-    body = viewer_client.get(reverse("tasks"), query).content.decode()
+    # the list partial: a full page would open a search's single match instead
+    body = viewer_client.get(
+        reverse("tasks"), query, headers={"HX-Request": "true"}
+    ).content.decode()
     for name in present:
         assert tasks[name].task_id in body, name
     for name in absent:
@@ -85,8 +88,40 @@ def test_task_list_filters(viewer_client, tasks, query, present, absent):
 
 
 def test_search_by_task_id(viewer_client, tasks):
-    response = viewer_client.get(reverse("tasks"), {"q": tasks["ok"].task_id})
+    response = viewer_client.get(
+        reverse("tasks"), {"q": tasks["ok"].task_id}, headers={"HX-Request": "true"}
+    )
     assert [row.task_id for row in response.context["page"].rows] == [tasks["ok"].task_id]
+
+
+@pytest.mark.parametrize("q", ["SHP-1", "order SHP-1", "#shp-1"])
+def test_search_with_one_match_opens_the_task(viewer_client, tasks, q):
+    response = viewer_client.get(reverse("tasks"), {"q": q})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("task-detail", args=[tasks["retrying"].task_id])
+
+
+def test_search_with_one_match_in_the_live_poll_stays_a_list(viewer_client, tasks):
+    response = viewer_client.get(reverse("tasks"), {"q": "SHP-1"}, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert [row.task_id for row in response.context["page"].rows] == [tasks["retrying"].task_id]
+
+
+def test_search_with_two_matches_stays_a_list(viewer_client, tasks):
+    from tests.conftest import event, new_task_id
+    from tests.dashboard.views.conftest import record
+
+    record([event("published", new_task_id(), 1.75e9, name="shop.ship", input_id="SHP-12",
+                  published_at=1.75e9)])  # fmt: skip
+    response = viewer_client.get(reverse("tasks"), {"q": "SHP-1"})
+    assert response.status_code == 200
+    assert len(response.context["page"].rows) == 2
+
+
+def test_filter_without_a_search_with_one_match_stays_a_list(viewer_client, tasks):
+    response = viewer_client.get(reverse("tasks"), {"state": "FAILURE"})
+    assert response.status_code == 200
+    assert [row.task_id for row in response.context["page"].rows] == [tasks["bad"].task_id]
 
 
 def test_search_by_trace_id_any_case(viewer_client, tasks):
@@ -98,7 +133,7 @@ def test_search_by_trace_id_any_case(viewer_client, tasks):
     record([event("published", traced, 1.75e9, traceparent=f"00-{trace}-00f067aa0ba902b7-01",
                   published_at=1.75e9)])  # fmt: skip
     response = viewer_client.get(reverse("tasks"), {"q": trace.upper()})
-    assert [row.task_id for row in response.context["page"].rows] == [traced]
+    assert response["Location"] == reverse("task-detail", args=[traced])
 
 
 @pytest.mark.parametrize(
@@ -163,7 +198,42 @@ def test_list_partial_has_no_page_chrome(viewer_client, tasks):
 
 def test_empty_list_says_what_was_searched(viewer_client, tasks):
     body = viewer_client.get(reverse("tasks"), {"q": "no-such-order"}).content.decode()
-    assert "No task matches" in body and "no-such-order" in body
+    assert "No task matches the search “no-such-order”." in body
+    assert "matches matching" not in body
+
+
+def test_empty_list_names_every_condition_once(viewer_client, tasks):
+    body = viewer_client.get(
+        reverse("tasks"), {"q": "order 404", "state": "FAILURE", "name": "charge"}
+    ).content.decode()
+    assert (
+        "No task matches state FAILURE, a name containing “charge”, the search “order 404”."
+    ) in body
+
+
+def test_empty_list_without_a_filter_says_nothing_is_recorded(viewer_client):
+    body = viewer_client.get(reverse("tasks")).content.decode()
+    assert "No tasks recorded yet." in body and "No task matches" not in body
+
+
+def test_task_list_says_what_it_shows(viewer_client, tasks):
+    body = viewer_client.get(reverse("tasks"), {"state": "FAILURE"}).content.decode()
+    assert "Showing tasks matching state FAILURE." in body
+
+
+def test_state_filter_is_a_checkbox_per_state_with_the_chosen_ones_checked(viewer_client, tasks):
+    body = viewer_client.get(reverse("tasks"), {"state": ["FAILURE", "RETRY"]}).content.decode()
+    assert 'type="checkbox" name="state" value="FAILURE" checked' in body
+    assert 'type="checkbox" name="state" value="RETRY" checked' in body
+    assert 'type="checkbox" name="state" value="LOST">' in body  # the last option is there too
+    assert "<select" not in body.split('class="state-pick"')[1].split("</details>")[0]
+
+
+def test_task_name_field_offers_the_recorded_names(viewer_client, tasks):
+    body = viewer_client.get(reverse("tasks")).content.decode()
+    assert 'list="f-name-known"' in body
+    assert '<option value="shop.charge"></option>' in body
+    assert '<option value="shop.send_invoice"></option>' in body
 
 
 def test_detail_shows_attempts_error_traceback_and_redacted_args(viewer_client, tasks):

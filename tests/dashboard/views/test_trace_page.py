@@ -21,10 +21,13 @@ def traced_task(sampled: bool = True) -> str:
     return task_id
 
 
+LIST = {"HX-Request": "true"}  # the rows: a full page opens a search's single match
+
+
 def test_links_on_the_row_the_page_and_each_attempt(viewer_client, settings):
     settings.TASKTRAIL_TRACE_VIEWER = "jaeger http://jaeger.example:16686"
     task_id = traced_task()
-    rows = viewer_client.get(reverse("tasks"), {"q": TRACE}).content.decode()
+    rows = viewer_client.get(reverse("tasks"), {"q": TRACE}, headers=LIST).content.decode()
     assert rows.count(f'href="http://jaeger.example:16686/trace/{TRACE}"') == 1
     page = viewer_client.get(reverse("task-detail", args=[task_id])).content.decode()
     assert f'href="http://jaeger.example:16686/trace/{TRACE}"' in page  # the task, attempt 1
@@ -38,7 +41,7 @@ def test_no_link_when_the_trace_was_not_sampled(viewer_client, settings):
     page = viewer_client.get(reverse("task-detail", args=[task_id])).content.decode()
     assert "jaeger.example" not in page
     assert TRACE in page and "not sampled" in page
-    rows = viewer_client.get(reverse("tasks"), {"q": TRACE}).content.decode()
+    rows = viewer_client.get(reverse("tasks"), {"q": TRACE}, headers=LIST).content.decode()
     assert "jaeger.example" not in rows and task_id in rows
 
 
