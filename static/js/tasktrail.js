@@ -25,10 +25,10 @@ document.addEventListener("visibilitychange", () => {
 // The browser's time zone, for the server to show times in when the user chose none.
 (() => {
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-  if (!zone) return;
-  const value = encodeURIComponent(zone);
-  if (!document.cookie.split("; ").includes(`tasktrail_tz=${value}`)) {
-    document.cookie = `tasktrail_tz=${value}; path=/; max-age=31536000; SameSite=Lax`;
+  // Zone names are cookie-safe as they are; the server reads the cookie without decoding it.
+  if (!zone || !/^[A-Za-z0-9_+\-/]+$/.test(zone)) return;
+  if (!document.cookie.split("; ").includes(`tasktrail_tz=${zone}`)) {
+    document.cookie = `tasktrail_tz=${zone}; path=/; max-age=31536000; SameSite=Lax`;
   }
 })();
 
