@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
 from dashboard.views import actions, alerts, api, live, pages, preferences
+from dashboard.views import audit as audit_views
 
 
 class TaskIdConverter:
@@ -30,6 +31,7 @@ urlpatterns = [
     path("tasks/<task_id:task_id>/", pages.task_detail_page, name="task-detail"),
     path("tasks/<task_id:task_id>/<str:kind>", actions.task_action, name="task-action"),
     path("audit/", actions.audit_page, name="audit"),
+    path("audit/<int:action_id>/", audit_views.audit_action_page, name="audit-action"),
     path("queues/", pages.queues_page, name="queues"),
     path("incidents/", alerts.incidents_page, name="incidents"),
     path("preferences/", preferences.preferences_page, name="preferences"),

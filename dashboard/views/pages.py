@@ -12,10 +12,12 @@ from django_htmx.http import HTMX_STOP_POLLING
 from dashboard.filters import WINDOWS, FilterError, is_task_id, parse_task_filter, text_param
 from dashboard.models import TaskState
 from dashboard.pagination import Cursor
+from dashboard.selectors.action_options import task_action_options
 from dashboard.selectors.actions import actions_on_task
 from dashboard.selectors.alerts import queue_states
 from dashboard.selectors.queues import queue_overview
 from dashboard.selectors.system import monitor_status
+from dashboard.selectors.task_facts import error_line, fill_runtimes
 from dashboard.selectors.tasks import (
     known_task_names,
     overview,
@@ -89,11 +91,20 @@ def task_detail_page(request: HtmxHttpRequest, task_id: str) -> HttpResponse:
     if detail is None:
         raise Http404("No task with this id has been recorded.")
     now = timezone.now()
+    fill_runtimes(detail.task, detail.attempts)
+    # While the task runs, polls leave the Actions panel as it is (an operator may be typing a
+    # reason); the poll that finds it finished redraws it, so Retry appears once it can succeed.
+    redraw_actions = not request.htmx or detail.task.is_finished
     context = {
         "detail": detail,
         "task": detail.task,
+        "error": error_line(detail.task),
         "timeline": task_timeline(detail, now=now),
         "actions": actions_on_task(task_id=task_id),
+        "redraw_actions": redraw_actions,
+        "options": (
+            task_action_options(user=request.user, task=detail.task) if redraw_actions else {}
+        ),
     }
     if request.htmx:
         response = render(request, "dashboard/partials/task_story.html", context)

@@ -66,6 +66,7 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
     "task-action": {"GET": _all(405), "POST": ACTION},
     "bulk-action": {"GET": _all(405), "POST": ACTION},
     "incident-acknowledge": {"GET": _all(405), "POST": ACTION},
+    "audit-action": {"GET": PAGE, "POST": _all(405)},
     "api-tasks": {"GET": API, "POST": _all(405)},
     "api-task": {"GET": API, "POST": _all(405)},
     "metrics": {"GET": _all(401), "POST": _all(405)},  # its own bearer token, not a session
@@ -124,6 +125,13 @@ def open_incident_id() -> int:
     return incident.pk
 
 
+def audited_action_id() -> int:
+    action = OperatorAction.objects.create(
+        username="matrix", kind="retry", bulk=True, scope="matrix", reason="matrix", outcome="done"
+    )
+    return action.pk
+
+
 def client_for(role: str) -> Client:
     if role == "token":
         key = api_token_create(user=user_with_role("viewer"), name="matrix")
@@ -144,6 +152,8 @@ def url_for(name: str) -> str:
         kwargs["kind"] = "retry"
     if name == "incident-acknowledge":
         kwargs["incident_id"] = str(open_incident_id())
+    if name == "audit-action":
+        kwargs["action_id"] = str(audited_action_id())
     url = reverse(name, kwargs=kwargs)
     return f"{url}?{QUERY[name]}" if name in QUERY else url
 
