@@ -1,9 +1,10 @@
 """Writes made on behalf of a person: operator actions on tasks, API tokens.
 
 Every action runs the same steps: permission → state check at write time → audit → the Celery call
-after the transaction commits → outcome on the audit row. The state check is a compare-and-swap on
-the task rows, read under lock (``_claim_chunk``), so two clicks or two operators, single or bulk,
-produce exactly one retry. Refusals are audited too.
+after the transaction commits → outcome on the audit row. The state check's rules live in
+``dashboard.selectors.action_options``, which the pages use to offer only what will succeed. The
+check is a compare-and-swap on the task rows, read under lock (``_claim_chunk``), so two clicks or
+two operators, single or bulk, produce exactly one retry. Refusals are audited too.
 
 A bulk action of thousands of tasks stays a handful of statements: the Celery app is looked up once
 per request, and every step works on chunks of ``CHUNK`` tasks (one SELECT … FOR UPDATE and one
@@ -39,6 +40,8 @@ from dashboard.models import (
     TaskRun,
 )
 from dashboard.redis_client import shared_client
+from dashboard.selectors.action_options import PERMISSIONS, why_not
+from dashboard.selectors.action_options import celery_app as _celery_app
 from dashboard.selectors.tasks import filtered_task_runs
 from tracing.context import TraceParent
 
@@ -50,15 +53,9 @@ logger = logging.getLogger("tasktrail.actions")
 Kind = OperatorAction.Kind
 Outcome = OperatorAction.Outcome
 
-PERMISSIONS: Final = {
-    Kind.RETRY: "dashboard.retry_taskrun",
-    Kind.CANCEL: "dashboard.cancel_taskrun",
-    Kind.TERMINATE: "dashboard.terminate_taskrun",
-}
 BULK_OVER_CAP: Final = "dashboard.bulk_over_cap"
 BULK_KINDS: Final = (Kind.RETRY, Kind.CANCEL)
 MAX_REASON: Final = 2000
-RETRYABLE_ATTRIBUTE: Final = "tasktrail_retryable"
 # Tasks per statement. A claim binds three parameters per task (its id in the IN list, its id and
 # new id in the CASE); SQLite takes at most 999 per statement.
 CHUNK: Final = 250
@@ -109,15 +106,6 @@ def clean_reason(reason: str) -> str:
     return reason
 
 
-def _celery_app() -> Celery:
-    from workers.celery_app import app
-
-    # The task modules the app declares (``include``) are imported by workers on start; the web
-    # process needs them too, to know which task names exist and how they opted.
-    app.loader.import_default_modules()
-    return app
-
-
 def _audit(
     *,
     user: User,
@@ -144,56 +132,6 @@ def _audit(
         OperatorActionTarget(action=action, task_id=t, outcome=o, message=m) for t, o, m in targets
     )
     return action
-
-
-def _refusal_reason(kind: str, task: TaskRun | None) -> str:
-    if task is None:
-        return "no task with this id has been recorded"
-    if kind == Kind.RETRY:
-        if task.retried_as:
-            return f"already retried as {task.retried_as}"
-        if task.state not in RETRYABLE_STATES:
-            return (
-                f"a {task.state} task cannot be retried (only failed, revoked, rejected or lost "
-                "ones)"
-            )
-        if task.args is None or task.kwargs is None:
-            why = task.args_dropped or "not recorded"
-            return f"its arguments were not kept ({why})"
-    if kind == Kind.CANCEL:
-        if task.cancel_requested_at:
-            return "a cancel was already requested"
-        if task.state not in CANCELLABLE_STATES:
-            return f"a {task.state} task cannot be cancelled (only tasks that have not started)"
-    if kind == Kind.TERMINATE:
-        if task.terminate_requested_at:
-            return "a terminate was already requested"
-        if task.state not in TERMINABLE_STATES:
-            return f"a {task.state} task is not running"
-    return "the task changed meanwhile; reload and try again"
-
-
-def _retry_precheck(app: Celery, task: TaskRun) -> str | None:
-    """Refusals that do not depend on the row's state: task unknown here, or opted out."""
-    if not task.name or task.name not in app.tasks:
-        return f"no task named {task.name!r} is registered here"
-    if getattr(app.tasks[task.name], RETRYABLE_ATTRIBUTE, True) is False:
-        return f"{task.name} opts out of operator retries (not idempotent)"
-    return None
-
-
-def _claimable(kind: str, task: TaskRun) -> bool:
-    """``_CLAIMABLE[kind]`` on a row already read."""
-    if kind == Kind.RETRY:
-        return (
-            task.state in RETRYABLE_STATES
-            and task.retried_as is None
-            and task.args is not None
-            and task.kwargs is not None
-        )
-    if kind == Kind.CANCEL:
-        return task.state in CANCELLABLE_STATES and task.cancel_requested_at is None
-    return task.state in TERMINABLE_STATES and task.terminate_requested_at is None
 
 
 def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
@@ -244,10 +182,7 @@ def _claim_chunk(
     }
     claimed: list[str] = []
     for task_id in chunk:
-        task = rows.get(task_id)
-        why = _retry_precheck(app, task) if (app is not None and task is not None) else None
-        if why is None and (task is None or not _claimable(kind, task)):
-            why = _refusal_reason(kind, task)
+        why = why_not(kind, rows.get(task_id), app)
         if why is not None:
             claims.refused[task_id] = why
             continue

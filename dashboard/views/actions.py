@@ -22,6 +22,7 @@ from dashboard.filters import (
     text_param,
 )
 from dashboard.models import OperatorAction
+from dashboard.selectors.action_options import bulk_preview, task_action_options
 from dashboard.selectors.actions import actions_on_task, audit_log
 from dashboard.selectors.tasks import task_detail
 from dashboard.services import (
@@ -43,6 +44,23 @@ SINGLE_ACTIONS = {
 }
 
 
+# A refusal answered to htmx with this status is swapped in place (base.html's htmx-config swaps
+# 403 and 422); a plain form post gets 400 and the page, as before.
+HTMX_REFUSED = 422
+
+
+def _actions_panel(request: HtmxHttpRequest, task_id: str) -> dict[str, object]:
+    """What ``task_actions.html`` shows: the actions offered (or why not), and the history."""
+    detail = task_detail(task_id=task_id)
+    task = detail.task if detail else None
+    return {
+        "detail": detail,
+        "task": task,
+        "options": task_action_options(user=request.user, task=task) if task else {},
+        "actions": actions_on_task(task_id=task_id),
+    }
+
+
 def _respond(request: HtmxHttpRequest, task_id: str, result: ActionResult | None,
              error: str | None) -> HttpResponse:  # fmt: skip
     if error:
@@ -52,13 +70,10 @@ def _respond(request: HtmxHttpRequest, task_id: str, result: ActionResult | None
         messages.add_message(request, level, result.message)
     status = 403 if result is not None and not result.permitted else (400 if error else 200)
     if request.htmx:
-        detail = task_detail(task_id=task_id)
-        context = {
-            "detail": detail,
-            "task": detail.task if detail else None,
-            "actions": actions_on_task(task_id=task_id),
-        }
-        return render(request, "dashboard/partials/task_actions.html", context, status=status)
+        # htmx 2 swaps no 4xx but those two: the message appears where the form was.
+        htmx_status = HTMX_REFUSED if status == 400 else status
+        context = _actions_panel(request, task_id)
+        return render(request, "dashboard/partials/task_actions.html", context, status=htmx_status)
     if status == 403:
         return render(
             request, "403.html", {"message": result.message if result else ""}, status=403
@@ -113,6 +128,8 @@ def bulk_confirm(request: HtmxHttpRequest) -> HttpResponse:
         {
             "kind": kind,
             "scope": scope,
+            # Over the cap nothing is acted on: no need to read every row's state.
+            "preview": None if scope.over_cap else bulk_preview(kind=kind, task_ids=scope.task_ids),
             "ids": ids,
             "filter": task_filter,
             "allowed": request.user.has_perm(permission),

@@ -9,10 +9,12 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from dashboard.filters import TaskFilter
 from dashboard.ingest.writer import write_events
 from dashboard.models import OperatorAction, OperatorActionTarget, TaskRun
+from dashboard.selectors.action_options import bulk_preview, task_action_options
 from dashboard.services import (
     CHUNK,
     ActionInputError,
@@ -360,3 +362,51 @@ def test_a_task_that_opts_out_is_never_retried_by_an_operator(redis_client):
     result = task_run_retry(user=operator, task_id=task_id, reason="customer asked")
     assert "opts out" in result.refused[task_id]
     assert queued(redis_client) == []
+
+
+# -- the page offers what the service does -------------------------------------------------------
+
+
+def test_page_and_service_give_the_same_reason_for_an_opt_out_task(redis_client):
+    operator = user_in("operator")
+    task_id = failed_invoice(name="workers.tasks.charge_card", args='["PAY-2X", 100]')
+    offered = task_action_options(user=operator, task=TaskRun.objects.get(task_id=task_id))
+    result = task_run_retry(user=operator, task_id=task_id, reason="customer asked")
+    assert offered["retry"].why_not == result.refused[task_id]
+
+
+def test_page_offers_retry_where_the_service_retries(redis_client):
+    operator = user_in("operator")
+    task_id = failed_invoice()
+    offered = task_action_options(user=operator, task=TaskRun.objects.get(task_id=task_id))
+    result = task_run_retry(user=operator, task_id=task_id, reason="fixed the template")
+    assert (offered["retry"].offered, result.done) == (True, [task_id])
+
+
+def test_retry_is_refused_while_a_terminate_is_pending(redis_client):
+    admin = user_in("admin")
+    task_id = new_task_id()
+    write_events(
+        [
+            event("published", task_id, T0, name="workers.tasks.send_invoice", queue="default",
+                  args="[1]", kwargs="{}", published_at=T0),
+            event("started", task_id, T0 + 1, retries=0, hostname="w1"),
+        ]
+    )  # fmt: skip
+    TaskRun.objects.filter(task_id=task_id).update(terminate_requested_at=timezone.now())
+    result = task_run_retry(user=admin, task_id=task_id, reason="stuck")
+    assert result.refused[task_id] == (
+        "a terminate was requested; it can be retried once its worker reports it stopped"
+    )
+    assert queued(redis_client) == []
+
+
+def test_bulk_preview_counts_what_the_bulk_action_does(redis_client):
+    operator = user_in("operator")
+    good = [failed_invoice() for _ in range(2)]
+    opted_out = failed_invoice(name="workers.tasks.charge_card", args='["PAY-3X", 100]')
+    ids = [*good, opted_out]
+    preview = bulk_preview(kind="retry", task_ids=ids)
+    result = task_runs_bulk(user=operator, kind="retry", reason="fixed", task_ids=ids)
+    assert (preview.acted_on, preview.refused_count) == (len(result.done), len(result.refused))
+    assert preview.refused == [(result.refused[opted_out], 1)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import html
 import json
 
 import pytest
@@ -197,3 +199,191 @@ def test_audit_page_lists_and_filters_actions(redis_client):
     filtered = viewer.get(reverse("audit"), {"user": only_refused_user}).content.decode()
     assert "&lt;b&gt;why&lt;/b&gt;" not in filtered
     assert viewer.get(reverse("audit"), {"kind": "explode"}).status_code == 400
+
+
+# -- honest buttons: offered only where they can succeed, otherwise the reason --------------------
+
+
+def failed_opt_out_task() -> str:
+    task_id = new_task_id()
+    write_events([
+        event("published", task_id, T0, name="workers.tasks.charge_card", queue="payments",
+              args='["PAY-1", 100]', kwargs="{}", published_at=T0),
+        event("failed", task_id, T0 + 1, exc_type="PaymentDeclined", exc_message="declined"),
+    ])  # fmt: skip
+    return task_id
+
+
+def terminated_task(terminate_requested: bool = True) -> str:
+    """Ran 23 s, then its worker reported it terminated: no exception type, no runtime."""
+    task_id = new_task_id()
+    write_events([
+        event("published", task_id, T0, name="workers.tasks.build_report", queue="default",
+              args="[1]", kwargs="{}", published_at=T0),
+        event("started", task_id, T0 + 1, retries=0, hostname="w1"),
+        event("revoked", task_id, T0 + 24, retries=0, terminated=True,
+              exc_message="terminated (signal 15)"),
+    ])  # fmt: skip
+    if terminate_requested:
+        TaskRun.objects.filter(task_id=task_id).update(terminate_requested_at=T0_AWARE)
+    return task_id
+
+
+T0_AWARE = dt.datetime.fromtimestamp(T0 + 2, tz=dt.UTC)
+
+
+def page(role: str, task_id: str) -> str:
+    return client_for(role).get(reverse("task-detail", args=[task_id])).content.decode()
+
+
+def test_task_page_of_an_opt_out_task_says_why_retry_is_not_offered(redis_client):
+    body = page("operator", failed_opt_out_task())
+    assert "Retry task" not in body
+    assert (
+        "Retry is not available: workers.tasks.charge_card opts out of operator retries "
+        "(not idempotent)." in body
+    )
+
+
+def test_task_page_without_kept_arguments_says_why_retry_is_not_offered(redis_client):
+    task_id = failed_task()
+    TaskRun.objects.filter(task_id=task_id).update(args=None, args_dropped="over 64 KiB")
+    body = page("operator", task_id)
+    assert "Retry task" not in body
+    assert "Retry is not available: its arguments were not kept (over 64 KiB)." in body
+
+
+def test_task_page_of_a_retried_task_says_it_was_already_retried(redis_client):
+    task_id = failed_task()
+    TaskRun.objects.filter(task_id=task_id).update(retried_as="the-new-one")
+    body = page("operator", task_id)
+    assert "Retry task" not in body
+    assert "Retry is not available: already retried as the-new-one." in body
+
+
+def test_task_page_hides_reasons_from_a_role_without_the_action(redis_client):
+    body = page("viewer", failed_opt_out_task())
+    assert "is not available" not in body
+
+
+def test_task_page_offers_no_retry_while_a_terminate_is_pending(redis_client):
+    task_id = running_task()
+    TaskRun.objects.filter(task_id=task_id).update(terminate_requested_at=T0_AWARE)
+    body = page("admin", task_id)
+    assert "Retry task" not in body
+    assert (
+        "Retry is not available: a terminate was requested; it can be retried once its worker "
+        "reports it stopped." in body
+    )
+
+
+def test_task_page_offers_retry_once_a_terminated_task_has_stopped(redis_client):
+    body = page("admin", terminated_task())
+    assert "Retry task" in body
+
+
+def test_terminated_task_error_names_the_operator_and_signal(redis_client):
+    body = page("viewer", terminated_task())
+    assert '<span class="error-text">Terminated by an operator (signal 15)</span>' in body
+    assert "<strong>None</strong>" not in body
+
+
+def test_terminated_task_runtime_is_from_start_to_finish(redis_client):
+    body = page("viewer", terminated_task())
+    assert "<div><dt>Runtime</dt><dd>23.0 s</dd></div>" in body
+
+
+def test_actions_sit_above_the_attempts(redis_client):
+    body = page("operator", failed_task())
+    assert body.index('id="task-actions"') < body.index('id="att-h"')
+
+
+def test_poll_of_a_running_task_keeps_the_actions_panel(redis_client):
+    task_id = running_task()
+    response = client_for("admin").get(
+        reverse("task-detail", args=[task_id]), headers={"HX-Request": "true"}
+    )
+    body = response.content.decode()
+    assert '<div id="actions-slot" hx-preserve="true"></div>' in body
+
+
+def test_poll_that_finds_the_task_finished_redraws_the_actions_panel(redis_client):
+    response = client_for("admin").get(
+        reverse("task-detail", args=[terminated_task()]), headers={"HX-Request": "true"}
+    )
+    body = response.content.decode()
+    assert "hx-preserve" not in body
+    assert "Retry task" in body
+
+
+def test_htmx_refused_input_answers_a_swapped_status_with_the_message(redis_client):
+    task_id = failed_task()
+    response = client_for("operator").post(
+        reverse("task-action", args=[task_id, "retry"]), {"reason": " "},
+        headers={"HX-Request": "true"},
+    )  # fmt: skip
+    body = response.content.decode()
+    assert response.status_code == 422
+    assert 'id="task-actions"' in body
+    assert "Say why: a reason is required for every action." in body
+
+
+def test_htmx_refused_permission_answers_403_with_the_message(redis_client):
+    task_id = failed_task()
+    client = client_for("viewer")
+    response = client.post(
+        reverse("task-action", args=[task_id, "retry"]), {"reason": "please"},
+        headers={"HX-Request": "true"},
+    )  # fmt: skip
+    assert response.status_code == 403
+    assert 'id="task-actions"' in response.content.decode()
+    assert "may not retry tasks." in response.content.decode()
+
+
+def test_refused_action_is_still_listed_after_a_reload(redis_client):
+    task_id = failed_opt_out_task()
+    client = client_for("operator")
+    client.post(
+        reverse("task-action", args=[task_id, "retry"]), {"reason": "customer asked"},
+        headers={"HX-Request": "true"},
+    )  # fmt: skip
+    body = client.get(reverse("task-detail", args=[task_id])).content.decode()
+    assert "Refused — workers.tasks.charge_card opts out of operator retries" in body
+
+
+def test_htmx_config_swaps_the_refusal_statuses(redis_client):
+    body = page("viewer", failed_task())
+    config = json.loads(html.unescape(body.split('name="htmx-config" content=\'')[1].split("'")[0]))
+    swapped = [rule["code"] for rule in config["responseHandling"] if rule["swap"]]
+    assert swapped == ["[23]..", "^(403|422)$"]
+    assert config["allowEval"] is False
+
+
+def test_bulk_confirmation_counts_only_the_tasks_acted_on(redis_client):
+    good = [failed_task() for _ in range(3)]
+    retried = failed_task()
+    TaskRun.objects.filter(task_id=retried).update(retried_as="new-1")
+    opted_out = failed_opt_out_task()
+    response = client_for("operator").get(
+        reverse("bulk-confirm"), {"action": "retry", "task_id": [*good, retried, opted_out]}
+    )
+    body = response.content.decode()
+    assert "Retry 3 tasks?" in body
+    assert "2 of the 5 tasks will be refused" in body
+    assert "<li>1 — already retried</li>" in body
+    assert (
+        "<li>1 — workers.tasks.charge_card opts out of operator retries (not idempotent)</li>"
+        in body
+    )
+    assert ">Retry 3 tasks</button>" in body
+
+
+def test_bulk_confirmation_offers_no_form_when_every_task_would_be_refused(redis_client):
+    opted_out = [failed_opt_out_task() for _ in range(2)]
+    body = (
+        client_for("operator")
+        .get(reverse("bulk-confirm"), {"action": "retry", "task_id": opted_out})
+        .content.decode()
+    )
+    assert "No task in this selection can be retried." in body
+    assert 'name="reason"' not in body
