@@ -232,6 +232,8 @@ parse_viewer(TASKTRAIL_TRACE_VIEWER)
 # Bulk actions touch at most this many tasks (admins: up to the hard cap).
 TASKTRAIL_BULK_CAP = int(os.environ.get("TASKTRAIL_BULK_CAP", "1000"))
 TASKTRAIL_BULK_HARD_CAP = int(os.environ.get("TASKTRAIL_BULK_HARD_CAP", "20000"))
+# The Tasks list's CSV export stops after this many rows and says so in its last line.
+TASKTRAIL_EXPORT_MAX_ROWS = int(os.environ.get("TASKTRAIL_EXPORT_MAX_ROWS", "100000"))
 
 # -- alerts ---------------------------------------------------------------------------------------
 # Stuck queues and tasks (dashboard/alerts): checked inside `manage.py monitor`, mailed with

@@ -4,6 +4,7 @@ from django.urls import path, register_converter
 
 from dashboard.views import actions, alerts, api, live, pages, preferences
 from dashboard.views import audit as audit_views
+from dashboard.views import export as export_views
 
 
 class TaskIdConverter:
@@ -25,6 +26,7 @@ urlpatterns = [
     path("", pages.overview_page, name="overview"),
     path("tasks/", pages.task_list_page, name="tasks"),
     path("tasks/stats/", pages.task_stats_page, name="task-stats"),
+    path("tasks/export.csv", export_views.tasks_export_csv, name="tasks-export"),
     path("tasks/live/", live.task_live_rows, name="task-live-rows"),
     path("tasks/bulk/", actions.bulk_confirm, name="bulk-confirm"),
     path("tasks/bulk/run", actions.bulk_action, name="bulk-action"),

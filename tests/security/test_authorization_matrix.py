@@ -67,6 +67,7 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
     "bulk-action": {"GET": _all(405), "POST": ACTION},
     "incident-acknowledge": {"GET": _all(405), "POST": ACTION},
     "audit-action": {"GET": PAGE, "POST": _all(405)},
+    "tasks-export": {"GET": PAGE, "POST": _all(405)},
     "api-tasks": {"GET": API, "POST": _all(405)},
     "api-task": {"GET": API, "POST": _all(405)},
     "metrics": {"GET": _all(401), "POST": _all(405)},  # its own bearer token, not a session
