@@ -52,6 +52,9 @@ def incidents_page(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/incidents.html", context)
 
 
+HTMX_REFUSED = 422  # as the task actions answer htmx (dashboard.views.actions)
+
+
 def _acknowledged(
     request: HtmxHttpRequest, incident_id: int, result: AcknowledgeResult | None, error: str
 ) -> HttpResponse:
@@ -72,7 +75,9 @@ def _acknowledged(
             "now": timezone.now(),
             "row_messages": True,  # the page shows them above; the swapped row shows them here
         }
-        return render(request, "dashboard/partials/incident_row.html", context, status=status)
+        # base.html's htmx-config swaps 403 and 422 in place, so the row shows why
+        htmx_status = HTMX_REFUSED if status == 400 else status
+        return render(request, "dashboard/partials/incident_row.html", context, status=htmx_status)
     if status == 403:
         return render(
             request, "403.html", {"message": result.message if result else ""}, status=403

@@ -70,12 +70,20 @@ def test_acknowledge_by_a_viewer_is_403_and_audited(incident):
     assert OperatorAction.objects.get().outcome == "refused"
 
 
-def test_acknowledge_with_an_unknown_silence_is_400_and_changes_nothing(incident):
+def test_acknowledge_with_an_unknown_silence_changes_nothing_and_says_why(incident):
     response = client_in("operator").post(
-        url(incident), {"note": "x", "silence": "99h"}, headers=HTMX
+        url(incident), {"note": "x", "silence": "99h"}, follow=True
     )
-    assert response.status_code == 400
+    assert "Choose how long to silence reminders." in response.content.decode()
     assert AlertIncident.objects.get(pk=incident.pk).silenced_until is None
+
+
+def test_acknowledge_htmx_without_a_note_answers_422_with_the_row_saying_why(incident):
+    response = client_in("operator").post(
+        url(incident), {"note": " ", "silence": "1h"}, headers=HTMX
+    )
+    assert response.status_code == 422
+    assert "Say what is being done: a note is required." in response.content.decode()
 
 
 def test_acknowledge_needs_the_csrf_token(incident):
