@@ -63,6 +63,16 @@ def tasktrail_keys(client: redis.Redis) -> list[bytes]:
     return keys
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Django's cache (per process, in memory) starts empty in every test: what one test cached
+    (the task name prefix, say) never shows in the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(settings.REDIS_URL)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
@@ -97,6 +98,28 @@ def known_task_names(*, limit: int = KNOWN_NAMES_LIMIT) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute(sql, [limit])
         return [row[0] for row in cursor.fetchall()]
+
+
+NAME_PREFIX_CACHE_KEY = "tasktrail:task-name-prefix"
+NAME_PREFIX_CACHE_SECONDS = 60  # a new module of tasks shows in full names for at most a minute
+
+
+def task_name_prefix() -> str:
+    """The module path every recorded task name shares (``"workers.tasks."``), which the list
+    leaves out so each name reads in full; empty when the names share none. The same on a page
+    and on its polls, since it depends on the names recorded, not on the rows shown."""
+    prefix = cache.get(NAME_PREFIX_CACHE_KEY)
+    if prefix is None:
+        modules = [name.split(".")[:-1] for name in known_task_names()]
+        common = modules[0] if modules else []
+        for parts in modules[1:]:
+            same = 0
+            while same < min(len(common), len(parts)) and common[same] == parts[same]:
+                same += 1
+            common = common[:same]
+        prefix = ".".join(common) + "." if common else ""
+        cache.set(NAME_PREFIX_CACHE_KEY, prefix, NAME_PREFIX_CACHE_SECONDS)
+    return str(prefix)
 
 
 def task_names_matching(fragment: str) -> list[str]:

@@ -90,12 +90,15 @@ def when(value: dt.datetime | None) -> SafeString | str:
 
 
 @register.filter
-def task_label(name: str | None) -> str:
-    """A task's name without its module path (``workers.tasks.send_invoice`` → ``send_invoice``):
-    the function name is what tells tasks apart; the full name goes in a title beside it."""
+def task_label(name: str | None, prefix: str = "") -> str:
+    """A task's name without the module path all recorded names share (``prefix``, from
+    ``selectors.tasks.task_name_prefix``): ``workers.tasks.send_invoice`` → ``send_invoice``, while
+    ``shop.billing.send`` and ``shop.mail.send`` stay apart. The full name goes in a title."""
     if not name:
         return ""
-    return name.rstrip(".").rsplit(".", 1)[-1] or name
+    if prefix and name.startswith(prefix) and len(name) > len(prefix):
+        return name[len(prefix) :]
+    return name
 
 
 def _short_id(task_id: str) -> str:

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 from dashboard.filters import FilterError, parse_number, parse_task_filter
 from dashboard.pagination import Cursor
 from dashboard.selectors.live import MAX_SEEN, live_rows
+from dashboard.selectors.tasks import task_name_prefix
 from dashboard.views.access import viewer_required
 from dashboard.views.requests import HtmxHttpRequest
 
@@ -48,5 +49,6 @@ def task_live_rows(request: HtmxHttpRequest) -> HttpResponse:
         "page": {"rows": update.new_rows, "newest": update.newest},
         "changed_rows": update.changed_rows,
         "filter": task_filter,
+        "name_prefix": task_name_prefix(),
     }
     return render(request, "dashboard/partials/task_new_rows.html", context)

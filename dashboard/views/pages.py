@@ -23,6 +23,7 @@ from dashboard.selectors.tasks import (
     overview,
     task_detail,
     task_list,
+    task_name_prefix,
     task_type_stats,
 )
 from dashboard.selectors.timeline import task_timeline
@@ -68,6 +69,7 @@ def task_list_page(request: HtmxHttpRequest) -> HttpResponse:
         "windows": WINDOWS,
         "live": cursor is None,  # only the first page follows new rows
         "monitor": monitor_status(),
+        "name_prefix": task_name_prefix(),
     }
     if request.htmx and newer is not None:
         # the rows to prepend, and the poller moved on to the newest of them

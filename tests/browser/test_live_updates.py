@@ -66,13 +66,13 @@ def test_a_new_task_appears_in_the_list_without_a_reload(page, logged_in):
 def test_the_first_task_appears_on_an_empty_list_without_a_reload(page, logged_in):
     logged_in("/tasks/")
     results = page.locator("#results")
-    expect(results).to_contain_text("No task matches")
+    expect(results).to_contain_text("No tasks recorded yet.")
     mark_page(page)
     navigations = track_navigations(page)
     # Tag the empty state drawn with the page: a poll that swaps in a fresh one removes the tag.
     page.evaluate("document.querySelector('#results').firstElementChild.dataset.drawn = 'page'")
     expect(results.locator("[data-drawn='page']")).to_have_count(0, timeout=WAIT_MS)
-    expect(results).to_contain_text("No task matches")  # the poll redrew the empty state
+    expect(results).to_contain_text("No tasks recorded yet.")  # the poll redrew the empty state
 
     record_success(name="shop.book_shipment", input_id="SHP-1001")
 
@@ -95,7 +95,7 @@ def set_visibility(page, state: str) -> None:
 
 def test_a_hidden_tab_stops_polling_and_refreshes_when_shown(page, logged_in):
     logged_in("/tasks/")
-    expect(page.locator("#results")).to_contain_text("No task matches")
+    expect(page.locator("#results")).to_contain_text("No tasks recorded yet.")
     polls: list[float] = []
     page.on(
         "request",

@@ -88,8 +88,10 @@ def test_search_from_the_header_then_open_the_failed_task(page, watch, viewer):
     assert row.locator("img").count() == 0
     expect(page.locator("#task-rows")).not_to_contain_text("SKU-3141")
 
+    link = row.get_by_role("link", name="charge_card", exact=True)  # every name is under shop.
+    expect(link).to_have_attribute("title", "shop.charge_card")
     with page.expect_navigation():
-        row.get_by_role("link", name="shop.charge_card").click()
+        link.click()
     expect(page).to_have_url(re.compile(rf"/tasks/{re.escape(task_id)}/$"))
     expect(page.locator(".task-head h1")).to_contain_text("shop.charge_card")
     expect(page.locator(".task-head h1 .badge")).to_have_text(re.compile(r"FAILURE"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -11,8 +12,9 @@ from django.test.utils import CaptureQueriesContext
 
 from dashboard.filters import parse_task_filter
 from dashboard.ingest.writer import write_events
+from dashboard.models import TaskRun
 from dashboard.selectors.tasks import filtered_task_runs, known_task_names, task_names_matching
-from tests.conftest import event
+from tests.conftest import event, new_task_id, story_success
 
 pytestmark = pytest.mark.django_db
 
@@ -135,3 +137,26 @@ def test_task_id_prefix_search_uses_an_index(shop):
             cursor.execute("EXPLAIN " + sql)
             plan = " ".join(row[0] for row in cursor.fetchall())
     assert "task_id" in plan and "SCAN dashboard_taskrun " not in plan + " ", plan
+
+
+@pytest.mark.parametrize(
+    ("names", "prefix"),
+    [
+        (["workers.tasks.send_invoice", "workers.tasks.sync_inventory"], "workers.tasks."),
+        (["shop.billing.send", "shop.mail.send"], "shop."),
+        (["shop.billing.send", "reports.build"], ""),
+        (["send_invoice"], ""),
+        ([], ""),
+    ],
+)
+def test_task_name_prefix_is_the_module_path_every_name_shares(names, prefix):
+    from django.core.cache import cache
+
+    from dashboard.selectors.tasks import NAME_PREFIX_CACHE_KEY, task_name_prefix
+
+    cache.delete(NAME_PREFIX_CACHE_KEY)
+    now = time.time()
+    for name in names:
+        write_events(story_success(new_task_id(), t0=now))
+        TaskRun.objects.filter(name="shop.send_invoice").update(name=name)
+    assert task_name_prefix() == prefix

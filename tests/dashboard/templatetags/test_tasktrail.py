@@ -56,16 +56,19 @@ def test_when_without_a_time_is_a_dash():
 
 
 @pytest.mark.parametrize(
-    ("name", "label"),
+    ("name", "prefix", "label"),
     [
-        ("workers.tasks.send_invoice", "send_invoice"),
-        ("send_invoice", "send_invoice"),
-        (None, ""),
-        ("", ""),
+        ("workers.tasks.send_invoice", "workers.tasks.", "send_invoice"),
+        ("shop.billing.send", "shop.", "billing.send"),  # apart from shop.mail.send
+        ("other.send", "shop.", "other.send"),  # not under the prefix: in full
+        ("workers.tasks.send_invoice", "", "workers.tasks.send_invoice"),
+        ("send_invoice", "", "send_invoice"),
+        (None, "shop.", ""),
+        ("", "", ""),
     ],
 )
-def test_task_label_drops_the_module_path(name, label):
-    assert task_label(name) == label
+def test_task_label_drops_the_shared_module_path(name, prefix, label):
+    assert task_label(name, prefix) == label
 
 
 def test_lineage_names_both_sides_with_links():
