@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group, User
 
 from dashboard.ingest.writer import write_events
-from tests.browser.conftest import NO_PLAYWRIGHT, WAIT_MS, log_in, record_success
+from tests.browser.conftest import NO_PLAYWRIGHT, PASSWORD, WAIT_MS, log_in, record_success
 from tests.conftest import event, new_task_id
 
 pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT)
@@ -39,14 +40,14 @@ def open_page(browser: Any, live_server: Any, viewer: Any) -> Iterator[Callable[
     colour scheme."""
     contexts: list[Any] = []
 
-    def go(path: str, *, width: int = 1280, scheme: str = "light") -> Any:
+    def go(path: str, *, width: int = 1280, scheme: str = "light", user: Any = None) -> Any:
         context = browser.new_context(
             base_url=live_server.url, viewport={"width": width, "height": 800}, color_scheme=scheme
         )
         context.set_default_timeout(WAIT_MS)
         contexts.append(context)
         tab = context.new_page()
-        log_in(tab, viewer, path)
+        log_in(tab, user or viewer, path)
         return tab
 
     yield go
@@ -104,3 +105,20 @@ def test_workflow_tree_badges_are_never_clipped(open_page):
         badge = labels.nth(i).locator(".badge").bounding_box()
         assert badge["x"] + badge["width"] <= label["x"] + label["width"] + 0.5
         assert labels.nth(i).locator(".badge").inner_text().strip().endswith("SUCCESS")
+
+
+def test_the_tasks_table_fits_a_1366_pixel_laptop(open_page):
+    now = time.time()
+    for i in range(3):
+        record_success(
+            name="workers.tasks.synchronise_inventory_with_the_warehouse",
+            input_id=f"SKU-{1000 + i}-LONG-INPUT-ID-VALUE",
+            t0=now - 400 - i,
+        )
+    operator = User.objects.create_user("layout-operator", password=PASSWORD)
+    operator.groups.add(Group.objects.get(name="operator"))  # with the selection column
+    tab = open_page("/tasks/", width=1366, user=operator)
+    assert tab.locator("#task-rows td.pick").count() == 3
+    assert tab.evaluate(OVERFLOW_JS) == 0, "the page scrolls sideways"
+    table = tab.locator("table.grid.tasks").bounding_box()
+    assert table["x"] + table["width"] <= 1366
