@@ -44,7 +44,7 @@ def snapshot() -> tuple[list[Any], list[Any], int]:
     )
 
 
-def test_post_urls_are_the_actions_and_the_login(redis_client):
+def test_post_urls_are_the_actions_the_login_and_preferences(redis_client):
     """Asked of the views themselves (every URL of the URL conf, posted to as an admin without
     CSRF checks): only these accept a POST, so the CSRF tests below cover every state change."""
     client = Client()
@@ -52,7 +52,14 @@ def test_post_urls_are_the_actions_and_the_login(redis_client):
     accepting = sorted(
         name for name in TASKTRAIL_URLS if client.post(url_for(name)).status_code != 405
     )
-    assert accepting == ["bulk-action", "login", "logout", "task-action"]
+    assert accepting == [
+        "bulk-action",
+        "incident-acknowledge",
+        "login",
+        "logout",
+        "preferences",
+        "task-action",
+    ]
     assert sorted(POST_URLS) == accepting  # the table the CSRF tests use agrees
 
 
