@@ -159,7 +159,7 @@ def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
     messages.add_message(
         request, messages.SUCCESS if result.done else messages.WARNING, result.message
     )
-    return redirect(f"{reverse('audit')}?action_id={result.action.pk}")
+    return redirect("audit-action", action_id=result.action.pk)  # every task it touched
 
 
 @require_GET

@@ -102,6 +102,8 @@ def test_bulk_action_authorization_matrix(redis_client, role):
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     elif role in ("operator", "admin"):
         assert response.status_code == 302
+        action = OperatorAction.objects.get()
+        assert response["Location"] == reverse("audit-action", args=[action.pk])
         assert published_messages(redis_client) == 2
     else:
         assert response.status_code == 403
