@@ -59,21 +59,32 @@ def _ago(delta: dt.timedelta) -> str:
     return f"in {text}" if future else f"{text} ago"
 
 
-def _absolute(value: dt.datetime, now: dt.datetime) -> str:
-    """In the active zone, to the second, the zone named; the date only when it is not today."""
+def _zone(local: dt.datetime) -> str:
+    return local.strftime("%Z") or local.strftime("UTC%z")
+
+
+def _absolute(value: dt.datetime, now: dt.datetime, *, zone: bool = True) -> str:
+    """In the active zone, to the second, the zone named (unless a column header names it); the
+    date only when it is not today."""
     local, today = timezone.localtime(value), timezone.localtime(now)
-    clock = local.strftime("%H:%M:%S")
-    zone = local.strftime("%Z") or local.strftime("UTC%z")
+    clock = local.strftime("%H:%M:%S") + (f" {_zone(local)}" if zone else "")
     if local.date() == today.date():
-        return f"{clock} {zone}"
+        return clock
     if local.year == today.year:
-        return f"{local.day} {local.strftime('%b')} {clock} {zone}"
-    return f"{local.day} {local.strftime('%b %Y')} {clock} {zone}"
+        return f"{local.day} {local.strftime('%b')} {clock}"
+    return f"{local.day} {local.strftime('%b %Y')} {clock}"
 
 
 @register.simple_tag
-def when(value: dt.datetime | None) -> SafeString | str:
+def zone_name() -> str:
+    """The active zone's abbreviation now ("CET"), for a column header that names it once."""
+    return _zone(timezone.localtime(timezone.now()))
+
+
+@register.simple_tag
+def when(value: dt.datetime | None, zone: bool = True) -> SafeString | str:
     """The time in the viewer's zone with the zone named, and how long ago beside it.
+    ``zone=False`` where the column header names the zone (``zone_name``); the title has it.
 
     ``datetime`` carries the instant, so tasktrail.js keeps the "ago" text current."""
     if value is None:
@@ -84,7 +95,7 @@ def when(value: dt.datetime | None) -> SafeString | str:
         '<time class="when" datetime="{}" title="{}">{} <span class="ago">{}</span></time>',
         value.astimezone(dt.UTC).isoformat(),
         local.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + f" {timezone.get_current_timezone_name()}",
-        _absolute(value, now),
+        _absolute(value, now, zone=zone),
         _ago(now - value),
     )
 

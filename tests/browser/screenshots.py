@@ -4,7 +4,7 @@ Not collected by the suite (the name does not start with ``test_``); run it by h
 
     .venv/bin/python -m pytest tests/browser/screenshots.py -q
 
-It writes docs/screenshots/{overview,tasks,task-detail}.png.
+It writes docs/screenshots/{overview,tasks,tasks-dark,task-detail,queues}.png.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Group, User
 
 from dashboard import redis_keys
 from dashboard.ingest.writer import write_events
-from tests.browser.conftest import NO_PLAYWRIGHT, log_in
+from tests.browser.conftest import NO_PLAYWRIGHT, PASSWORD, log_in
 from tests.conftest import event
 
 expect = pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT).expect
@@ -276,15 +277,44 @@ def monitor_alive(client) -> None:
     client.hset(redis_keys.monitors(settings.TASKTRAIL_STREAM), "screenshots", json.dumps(beat))
 
 
+def operator_user() -> User:
+    """The task page as an operator sees it: the actions on offer, or why not."""
+    user = User.objects.create_user("screenshots-operator", password=PASSWORD)
+    user.groups.add(Group.objects.get(name="operator"))
+    return user
+
+
+def queue_check(client) -> None:
+    """The monitor's latest check, as the Queues page reads it."""
+    queues = {
+        "default": {"state": "ok", "words": "moving", "depth": 12, "oldest_age": 1.4,
+                    "consumers": 2, "finished_per_minute": 184.0},
+        "inventory": {"state": "ok", "words": "moving", "depth": 0, "oldest_age": None,
+                      "consumers": 1, "finished_per_minute": 22.5},
+        "reports": {"state": "stuck", "words": "oldest message 6m12s old; no consumer for 6m10s",
+                    "depth": 9, "oldest_age": 372.0, "consumers": 0, "finished_per_minute": 0.0},
+    }  # fmt: skip
+    snapshot = {
+        "at": time.time() - 3, "every": 10.0, "queues": queues, "workers": 3,
+        "redis_seconds": 0.002, "stream": {"lag_entries": 0, "lag_seconds": 0.0},
+    }  # fmt: skip
+    client.set(redis_keys.alert_snapshot(settings.TASKTRAIL_STREAM), json.dumps(snapshot))
+
+
 def test_screenshots(browser, live_server, viewer, redis_client):
     shown = history(time.time())
     OUT.mkdir(parents=True, exist_ok=True)
+    operator = operator_user()
     context = browser.new_context(
-        base_url=live_server.url, viewport={"width": 1440, "height": 900}, device_scale_factor=1
+        base_url=live_server.url,
+        viewport={"width": 1440, "height": 900},
+        device_scale_factor=1,
+        timezone_id="Europe/Paris",
     )
     page = context.new_page()
     try:
         monitor_alive(redis_client)
+        queue_check(redis_client)
         log_in(page, viewer, "/")
         expect(page.get_by_role("heading", name="Overview")).to_be_visible()
         page.screenshot(path=OUT / "overview.png", full_page=True)
@@ -294,8 +324,35 @@ def test_screenshots(browser, live_server, viewer, redis_client):
         page.screenshot(path=OUT / "tasks.png")
 
         monitor_alive(redis_client)
-        page.goto(f"/tasks/{shown}/")
+        page.goto("/queues/")
+        page.screenshot(path=OUT / "queues.png")
+    finally:
+        context.close()
+
+    dark = browser.new_context(
+        base_url=live_server.url,
+        viewport={"width": 1440, "height": 900},
+        color_scheme="dark",
+        timezone_id="Europe/Paris",
+    )
+    page = dark.new_page()
+    try:
+        monitor_alive(redis_client)
+        log_in(page, viewer, "/tasks/")
+        page.screenshot(path=OUT / "tasks-dark.png")
+    finally:
+        dark.close()
+
+    as_operator = browser.new_context(
+        base_url=live_server.url,
+        viewport={"width": 1440, "height": 900},
+        timezone_id="Europe/Paris",
+    )
+    page = as_operator.new_page()
+    try:
+        monitor_alive(redis_client)
+        log_in(page, operator, f"/tasks/{shown}/")
         page.locator("ol.attempts details").last.locator("summary").click()
         page.screenshot(path=OUT / "task-detail.png", full_page=True)
     finally:
-        context.close()
+        as_operator.close()

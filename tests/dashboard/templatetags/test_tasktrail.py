@@ -8,7 +8,7 @@ import zoneinfo
 import pytest
 from django.utils import timezone
 
-from dashboard.templatetags.tasktrail import lineage, task_label, when
+from dashboard.templatetags.tasktrail import lineage, task_label, when, zone_name
 
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 NOW = dt.datetime(2025, 7, 1, 18, 0, 0, tzinfo=dt.UTC)
@@ -24,6 +24,13 @@ def in_new_york(monkeypatch):
 def test_when_shows_the_time_in_the_active_zone_with_the_zone_named(in_new_york):
     html = when(NOW - dt.timedelta(minutes=2, seconds=5))
     assert ">13:57:55 EDT <span" in html
+
+
+def test_when_leaves_the_zone_to_a_column_header_that_names_it(in_new_york):
+    html = when(NOW - dt.timedelta(minutes=2, seconds=5), zone=False)
+    assert ">13:57:55 <span" in html
+    assert 'title="2025-07-01 13:57:55.000 America/New_York"' in html  # the title keeps it
+    assert zone_name() == "EDT"
 
 
 def test_when_carries_the_instant_in_utc_for_the_script(in_new_york):
