@@ -283,3 +283,22 @@ def test_the_demo_keeps_only_request_errors_in_its_log() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert shown.stdout.strip() == "WARNING"
+
+
+@pytest.mark.parametrize(("verbosity", "lines"), [(1, 1), (2, 4)])
+def test_demo_traffic_prints_a_line_per_publication_only_when_asked(redis_client, verbosity, lines):
+    """The demo's log stays readable: by default a summary line every SUMMARY_SECONDS (none in a
+    short run) and the total; ``-v 2`` prints each publication."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    before = set(redis_client.keys())
+    out = StringIO()
+    try:
+        call_command("demo_traffic", count=3, rate=1000, seed=7, verbosity=verbosity, stdout=out)
+    finally:
+        redis_client.delete(*(set(redis_client.keys()) - before) or [b"-"])  # its queues
+    printed = out.getvalue().splitlines()
+    assert len(printed) == lines
+    assert printed[-1] == "published 3 demo task(s)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import signal
 import threading
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -16,6 +17,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from dashboard.demo import TrafficMix, publish
 
 MAX_PUBLISH_FAILURES = 5
+
+
+SUMMARY_SECONDS = 30.0
 
 
 class Command(BaseCommand):
@@ -56,6 +60,10 @@ class Command(BaseCommand):
         mix = TrafficMix(random.Random(options["seed"]))
         pace = random.Random()  # arrival times need not repeat with --seed
         published = failures = 0
+        # One line per publication with -v 2; otherwise a line every SUMMARY_SECONDS with one
+        # example (the first 8 characters of its ids find it in the search), so the log stays quiet.
+        every_one = options["verbosity"] >= 2
+        since_summary, summary_at = 0, time.monotonic()
         try:
             while not stopping.is_set() and (not count or published < count):
                 publication = mix.next()
@@ -70,9 +78,15 @@ class Command(BaseCommand):
                     continue
                 failures = 0
                 published += 1
+                since_summary += 1
                 ids = ",".join(task_id[:8] for task_id in task_ids)
-                self.stdout.write(f"{publication.describe()}  [{ids}]")
-                self.stdout.flush()
+                if every_one or time.monotonic() - summary_at >= SUMMARY_SECONDS:
+                    line = f"{publication.describe()}  [{ids}]"
+                    if not every_one:
+                        line = f"{since_summary} publications since the last line; latest: {line}"
+                    self.stdout.write(line)
+                    self.stdout.flush()
+                    since_summary, summary_at = 0, time.monotonic()
                 if not count or published < count:
                     # Poisson arrivals, with the gap capped so the stream never looks stalled.
                     stopping.wait(min(pace.expovariate(rate), 5.0 / rate))
