@@ -30,7 +30,7 @@ def test_tab_order_from_the_top_reaches_the_navigation_and_the_search(page, logg
     logged_in("/tasks/")
     page.goto("/tasks/")  # a fresh load: keyboard focus starts at the top of the document
 
-    stops = [tab(page) for _ in range(11)]
+    stops = [tab(page) for _ in range(12)]
     labels = [s["label"] if s else None for s in stops]
     assert labels == [
         "Skip to content",
@@ -43,6 +43,7 @@ def test_tab_order_from_the_top_reaches_the_navigation_and_the_search(page, logg
         "Audit",
         "global-search",
         "Search",
+        "Preferences",
         "Log out",
     ], labels
     for stop in stops:
