@@ -94,7 +94,8 @@ def incident_acknowledge(
             AlertIncident.objects.filter(pk=incident_id).values_list("rule", "subject").first()
         )
         action = _audit(
-            user=user, note=(note or "").strip()[:MAX_NOTE] or "(none)", outcome=Outcome.REFUSED,
+            user=user, note=(note or "").replace("\x00", "").strip()[:MAX_NOTE] or "(none)",
+            outcome=Outcome.REFUSED,
             message=f"{user.get_username()} may not acknowledge incidents.",
             scope=incident_scope(incident_id, _headline(headline)),
         )  # fmt: skip

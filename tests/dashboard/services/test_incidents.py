@@ -77,6 +77,16 @@ def test_acknowledge_by_a_viewer_is_refused_audited_and_changes_nothing():
     assert (action.outcome, action.message) == ("refused", "vera may not acknowledge incidents.")
 
 
+def test_a_refused_acknowledgement_with_a_nul_in_its_note_is_still_audited():
+    incident = open_one()
+    result = incident_acknowledge(
+        user=user_in("viewer", "vera"), incident_id=incident.pk, note="on\x00it",
+        silence_for=FOUR_HOURS,
+    )  # fmt: skip
+    assert not result.permitted
+    assert OperatorAction.objects.get().reason == "onit"  # PostgreSQL text holds no NUL
+
+
 def test_acknowledge_of_a_resolved_incident_is_refused_and_audited():
     incident = open_one()
     resolve(incident, timezone.now(), None)
