@@ -11,7 +11,10 @@ from urllib.parse import quote
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
+from dashboard.alerts import rules
+from dashboard.alerts.incidents import open_incident
 from dashboard.models import OperatorAction
 from tests.security.conftest import client_for, ingest
 from workers.events import make_event
@@ -163,6 +166,39 @@ def _post(client: Client, view: str, task_id: str, body: str) -> Any:
         else reverse("bulk-action")
     )
     return client.post(url, body, content_type="application/x-www-form-urlencoded")
+
+
+FORM_FIELDS: dict[str, dict[str, str]] = {
+    "incident-acknowledge": {"note": "on it", "silence": "4h"},
+    "preferences": {"time_zone": "Europe/Paris"},
+}
+
+
+@pytest.fixture
+def open_incident_id(db: Any) -> int:
+    verdict = rules.Verdict(rules.QUEUE_STUCK, "emails", "stuck", words="342 waiting")
+    incident = open_incident(verdict, timezone.now())
+    assert incident is not None
+    return incident.pk
+
+
+@pytest.mark.parametrize("bad", list(BAD_VALUES))
+@pytest.mark.parametrize(("view", "field"), [(v, f) for v, fs in FORM_FIELDS.items() for f in fs])
+@pytest.mark.parametrize("htmx", [False, True])
+def test_form_field_bad_value_is_never_a_500(
+    admin_client, open_incident_id, view, field, bad, htmx
+):
+    """The incident acknowledgement and the preferences form, as a browser or htmx posts them."""
+    url = (
+        reverse(view, args=[open_incident_id]) if view == "incident-acknowledge" else reverse(view)
+    )
+    base = {k: v for k, v in FORM_FIELDS[view].items() if k != field}
+    body = "&".join([f"{k}={quote(v)}" for k, v in base.items()] + [f"{field}={BAD_VALUES[bad]}"])
+    headers = {"HX-Request": "true"} if htmx else {}
+    response = admin_client.post(
+        url, body, content_type="application/x-www-form-urlencoded", headers=headers
+    )
+    assert response.status_code in (200, 302, 400, 403, 422), response.status_code
 
 
 @pytest.mark.parametrize("bad", list(BAD_VALUES))
