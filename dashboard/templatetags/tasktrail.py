@@ -101,6 +101,13 @@ def when(value: dt.datetime | None, zone: bool = True) -> SafeString | str:
 
 
 @register.filter
+def class_name(dotted: str | None) -> str:
+    """An exception's class without its module (``shop.errors.PaymentDeclined`` ->
+    ``PaymentDeclined``), for a narrow column; the full name goes in a title."""
+    return (dotted or "").rsplit(".", 1)[-1]
+
+
+@register.filter
 def task_label(name: str | None, prefix: str = "") -> str:
     """A task's name without the module path all recorded names share (``prefix``, from
     ``selectors.tasks.task_name_prefix``): ``workers.tasks.send_invoice`` → ``send_invoice``, while

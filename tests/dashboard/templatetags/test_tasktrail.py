@@ -8,7 +8,7 @@ import zoneinfo
 import pytest
 from django.utils import timezone
 
-from dashboard.templatetags.tasktrail import lineage, task_label, when, zone_name
+from dashboard.templatetags.tasktrail import class_name, lineage, task_label, when, zone_name
 
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 NOW = dt.datetime(2025, 7, 1, 18, 0, 0, tzinfo=dt.UTC)
@@ -91,3 +91,11 @@ def test_lineage_names_both_sides_with_links():
 
 def test_lineage_is_empty_for_a_task_that_is_neither():
     assert lineage(None, "") == ""
+
+
+@pytest.mark.parametrize(
+    ("dotted", "shown"),
+    [("shop.errors.PaymentDeclined", "PaymentDeclined"), ("ValueError", "ValueError"), (None, "")],
+)
+def test_class_name_drops_the_module_of_an_exception(dotted, shown):
+    assert class_name(dotted) == shown
