@@ -44,6 +44,7 @@ def overview_page(request: HtmxHttpRequest) -> HttpResponse:
         "monitor": monitor_status(),
         "states": TaskState,
         "queue_states": queue_states(),
+        "name_prefix": task_name_prefix(),
     }
     if request.htmx:
         return render(request, "dashboard/partials/overview_panel.html", context)
