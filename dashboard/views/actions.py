@@ -35,6 +35,7 @@ from dashboard.services import (
     task_runs_bulk,
 )
 from dashboard.views.access import viewer_required
+from dashboard.views.outcomes import flash_outcome, htmx_status
 from dashboard.views.requests import HtmxHttpRequest
 
 SINGLE_ACTIONS = {
@@ -46,7 +47,6 @@ SINGLE_ACTIONS = {
 
 # A refusal answered to htmx with this status is swapped in place (base.html's htmx-config swaps
 # 403 and 422); a plain form post gets 400 and the page, as before.
-HTMX_REFUSED = 422
 
 
 def _actions_panel(request: HtmxHttpRequest, task_id: str) -> dict[str, object]:
@@ -63,17 +63,12 @@ def _actions_panel(request: HtmxHttpRequest, task_id: str) -> dict[str, object]:
 
 def _respond(request: HtmxHttpRequest, task_id: str, result: ActionResult | None,
              error: str | None) -> HttpResponse:  # fmt: skip
-    if error:
-        messages.error(request, error)
-    elif result is not None:
-        level = messages.SUCCESS if result.done else messages.WARNING
-        messages.add_message(request, level, result.message)
-    status = 403 if result is not None and not result.permitted else (400 if error else 200)
-    if request.htmx:
-        # htmx 2 swaps no 4xx but those two: the message appears where the form was.
-        htmx_status = HTMX_REFUSED if status == 400 else status
+    status = flash_outcome(request, result, error)
+    if request.htmx:  # the message appears where the form was
         context = _actions_panel(request, task_id)
-        return render(request, "dashboard/partials/task_actions.html", context, status=htmx_status)
+        return render(
+            request, "dashboard/partials/task_actions.html", context, status=htmx_status(status)
+        )
     if status == 403:
         return render(
             request, "403.html", {"message": result.message if result else ""}, status=403

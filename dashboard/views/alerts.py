@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 
 from django.conf import settings
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -26,6 +25,7 @@ from dashboard.services_incidents import (
     incident_acknowledge,
 )
 from dashboard.views.access import viewer_required
+from dashboard.views.outcomes import flash_outcome, htmx_status
 from dashboard.views.requests import HtmxHttpRequest
 
 
@@ -52,18 +52,10 @@ def incidents_page(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/incidents.html", context)
 
 
-HTMX_REFUSED = 422  # as the task actions answer htmx (dashboard.views.actions)
-
-
 def _acknowledged(
     request: HtmxHttpRequest, incident_id: int, result: AcknowledgeResult | None, error: str
 ) -> HttpResponse:
-    if error:
-        messages.error(request, error)
-    elif result is not None:
-        level = messages.SUCCESS if result.done else messages.WARNING
-        messages.add_message(request, level, result.message)
-    status = 403 if result is not None and not result.permitted else (400 if error else 200)
+    status = flash_outcome(request, result, error)
     if request.htmx:
         incident = incident_row(incident_id=incident_id)
         if incident is None:
@@ -75,9 +67,10 @@ def _acknowledged(
             "now": timezone.now(),
             "row_messages": True,  # the page shows them above; the swapped row shows them here
         }
-        # base.html's htmx-config swaps 403 and 422 in place, so the row shows why
-        htmx_status = HTMX_REFUSED if status == 400 else status
-        return render(request, "dashboard/partials/incident_row.html", context, status=htmx_status)
+        # swapped in place, so the row shows why
+        return render(
+            request, "dashboard/partials/incident_row.html", context, status=htmx_status(status)
+        )
     if status == 403:
         return render(
             request, "403.html", {"message": result.message if result else ""}, status=403

@@ -136,6 +136,15 @@ def viewer(transactional_db: Any) -> User:
     return user
 
 
+def user_in(role: str, name: str | None = None) -> User:
+    """A user in one of the role groups (viewer, operator, admin), with the test password."""
+    from django.contrib.auth.models import Group
+
+    user = User.objects.create_user(name or f"browser-{role}", password=PASSWORD)
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
 def log_in(page: Any, user: User, path: str = "/") -> None:
     """Log in through the login form; ``path`` is where the login redirect sends us."""
     page.goto(path)

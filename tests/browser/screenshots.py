@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import Group, User
 
 from dashboard import redis_keys
 from dashboard.ingest.writer import write_events
-from tests.browser.conftest import NO_PLAYWRIGHT, PASSWORD, log_in
+from tests.browser.conftest import NO_PLAYWRIGHT, log_in, user_in
 from tests.conftest import event
 
 expect = pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT).expect
@@ -277,13 +276,6 @@ def monitor_alive(client) -> None:
     client.hset(redis_keys.monitors(settings.TASKTRAIL_STREAM), "screenshots", json.dumps(beat))
 
 
-def operator_user() -> User:
-    """The task page as an operator sees it: the actions on offer, or why not."""
-    user = User.objects.create_user("screenshots-operator", password=PASSWORD)
-    user.groups.add(Group.objects.get(name="operator"))
-    return user
-
-
 def queue_check(client) -> None:
     """The monitor's latest check, as the Queues page reads it."""
     queues = {
@@ -304,7 +296,7 @@ def queue_check(client) -> None:
 def test_screenshots(browser, live_server, viewer, redis_client):
     shown = history(time.time())
     OUT.mkdir(parents=True, exist_ok=True)
-    operator = operator_user()
+    operator = user_in("operator", "screenshots-operator")  # the actions on offer, or why not
     context = browser.new_context(
         base_url=live_server.url,
         viewport={"width": 1440, "height": 900},

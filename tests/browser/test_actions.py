@@ -6,24 +6,17 @@ import time
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import Group, User
 
 from dashboard.ingest.monitor import Monitor
 from dashboard.ingest.stream import StreamConsumer
 from dashboard.ingest.writer import write_events
 from dashboard.models import OperatorAction, TaskRun
-from tests.browser.conftest import NO_PLAYWRIGHT, PASSWORD, log_in
+from tests.browser.conftest import NO_PLAYWRIGHT, log_in, user_in
 from tests.conftest import event, new_task_id
 from workers import recorder
 
 expect = pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT).expect
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
-
-
-def user_in(role: str) -> User:
-    user = User.objects.create_user(f"browser-{role}", password=PASSWORD)
-    user.groups.add(Group.objects.get(name=role))
-    return user
 
 
 def record_failed_invoice() -> str:

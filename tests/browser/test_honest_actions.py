@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from dashboard.ingest.writer import write_events
-from tests.browser.conftest import NO_PLAYWRIGHT, PASSWORD, PageWatch, log_in
+from tests.browser.conftest import NO_PLAYWRIGHT, PageWatch, log_in, user_in
 from tests.conftest import event, new_task_id
 
 expect = pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT).expect
@@ -17,9 +17,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 
 def operator() -> User:
-    user = User.objects.create_user("browser-operator", password=PASSWORD)
-    user.groups.add(Group.objects.get(name="operator"))
-    return user
+    return user_in("operator")
 
 
 def record_failed(name: str, input_id: str) -> str:

@@ -5,22 +5,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
 from dashboard.alerts import rules
 from dashboard.alerts.incidents import open_incident
 from dashboard.models import AlertIncident, OperatorAction, OperatorActionTarget
-from tests.browser.conftest import NO_PLAYWRIGHT, PASSWORD, log_in, record_success
+from tests.browser.conftest import NO_PLAYWRIGHT, log_in, record_success, user_in
 
 expect = pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT).expect
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
-
-
-def user_in(role: str) -> User:
-    user = User.objects.create_user(f"browser-{role}", password=PASSWORD)
-    user.groups.add(Group.objects.get(name=role))
-    return user
 
 
 def stuck_queue() -> AlertIncident:

@@ -7,10 +7,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
 
 from dashboard.ingest.writer import write_events
-from tests.browser.conftest import NO_PLAYWRIGHT, PASSWORD, WAIT_MS, log_in, record_success
+from tests.browser.conftest import NO_PLAYWRIGHT, WAIT_MS, log_in, record_success, user_in
 from tests.conftest import event, new_task_id
 
 pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT)
@@ -115,8 +114,7 @@ def test_the_tasks_table_fits_a_1366_pixel_laptop(open_page):
             input_id=f"SKU-{1000 + i}-LONG-INPUT-ID-VALUE",
             t0=now - 400 - i,
         )
-    operator = User.objects.create_user("layout-operator", password=PASSWORD)
-    operator.groups.add(Group.objects.get(name="operator"))  # with the selection column
+    operator = user_in("operator")  # with the selection column
     tab = open_page("/tasks/", width=1366, user=operator)
     assert tab.locator("#task-rows td.pick").count() == 3
     assert tab.evaluate(OVERFLOW_JS) == 0, "the page scrolls sideways"
