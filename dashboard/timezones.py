@@ -17,6 +17,7 @@ from django.utils import timezone
 from dashboard.selectors.preferences import user_time_zone
 
 BROWSER_ZONE_COOKIE = "tasktrail_tz"
+SESSION_ZONE = "tasktrail_zone"  # the user's chosen zone, read once per session
 MAX_ZONE_LENGTH = 64
 
 
@@ -35,7 +36,15 @@ def viewer_zone(request: HttpRequest) -> zoneinfo.ZoneInfo | None:
     """The zone this request reads in; None: the default (settings.TIME_ZONE)."""
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        chosen = valid_zone(user_time_zone(user=user))
+        # Kept in the session after the first read: pages poll every few seconds, and the choice
+        # changes only through the preferences page, which writes it there too.
+        session = getattr(request, "session", None)
+        name = session.get(SESSION_ZONE) if session is not None else None
+        if name is None:
+            name = user_time_zone(user=user)
+            if session is not None:
+                session[SESSION_ZONE] = name
+        chosen = valid_zone(name)
         if chosen is not None:
             return chosen
     return valid_zone(request.COOKIES.get(BROWSER_ZONE_COOKIE))

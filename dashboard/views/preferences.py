@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods
 
 from dashboard.preferences import PreferenceError, user_time_zone_set
 from dashboard.selectors.preferences import user_time_zone
-from dashboard.timezones import BROWSER_ZONE_COOKIE, known_zones, valid_zone
+from dashboard.timezones import BROWSER_ZONE_COOKIE, SESSION_ZONE, known_zones, valid_zone
 from dashboard.views.requests import HtmxHttpRequest
 
 
@@ -28,6 +28,7 @@ def preferences_page(request: HtmxHttpRequest) -> HttpResponse:
         except PreferenceError as exc:
             error, status, chosen = str(exc), 400, wanted
         else:
+            request.session[SESSION_ZONE] = wanted  # what the middleware reads from now on
             shown = wanted or "your browser's zone"
             messages.success(request, f"Times now read in {shown}.")
             return redirect("preferences")

@@ -68,6 +68,7 @@ def test_audit_page_queries_do_not_grow_with_rows(viewer_client):
             assert viewer_client.get(reverse("audit")).status_code == 200
         return len(captured)
 
+    queries()  # a session's first request also reads the user's zone once and saves it
     for n in range(2):
         action(targets=[(f"few-{n}", "done", "")])
     few = queries()

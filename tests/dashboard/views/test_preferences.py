@@ -53,3 +53,16 @@ def test_zone_is_not_left_active_after_the_request(viewer_client, settings):
     viewer_client.cookies[BROWSER_ZONE_COOKIE] = "America/New_York"
     viewer_client.get(reverse("preferences"))
     assert timezone.get_current_timezone_name() == settings.TIME_ZONE
+
+
+def test_zone_choice_is_read_once_per_session_not_on_every_poll(viewer_client, viewer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    viewer_client.post(reverse("preferences"), {"time_zone": "Asia/Tokyo"})
+    with CaptureQueriesContext(connection) as queries:
+        assert active_zone(viewer_client) == "Asia/Tokyo"
+        assert active_zone(viewer_client) == "Asia/Tokyo"
+    table = UserPreference._meta.db_table
+    zone_reads = [q for q in queries if table in q["sql"]]
+    assert len(zone_reads) == 2  # the preferences page's own read, once per page; none per request
