@@ -3,18 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-reliability fuzz lint format audit lock bench clean
+.PHONY: demo test test-reliability fuzz lint format audit lock bench dist clean
 
 # Installs are constrained to requirements.lock, the dependency set `make audit` checks.
-$(VENV)/.installed: pyproject.toml requirements.lock
+$(VENV)/.installed: pyproject.toml workers/client/pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tasktrail needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(PY) -m pip install --quiet -c requirements.lock -e ./workers/client -e '.[dev]'
 	@touch $@
 
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -c requirements.lock -e ./workers/client -e '.[dev,bench]'
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -65,7 +65,7 @@ audit: $(VENV)/.installed
 lock:
 	rm -rf var/lock-venv
 	$(PYTHON) -m venv var/lock-venv
-	var/lock-venv/bin/pip install --quiet -e '.[dev,bench]'
+	var/lock-venv/bin/pip install --quiet -e ./workers/client -e '.[dev,bench]'
 	{ sed -n 1,2p requirements.lock; var/lock-venv/bin/pip freeze --exclude-editable; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 	rm -rf var/lock-venv
@@ -75,5 +75,12 @@ lock:
 bench: $(VENV)/.bench-installed
 	$(PY) -m bench $(BENCH_ARGS)
 
+## make dist: the two wheels in dist/: the client a shop installs (tasktrail) and the service
+## (tasktrail-server, the `tasktrail` command); see the README's "Add tasktrail to an existing Celery project"
+dist: $(VENV)/.installed
+	rm -rf dist
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist ./workers/client .
+	@ls dist
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var dist .pytest_cache .mypy_cache .ruff_cache

@@ -8,11 +8,12 @@ driver (``bench.worker_overhead``, ``bench.publish_cost``):
 
 ``BENCH_VARIANT``
     ``plain``      Celery alone: no Django, no result backend.
-    ``recorder``   the same plus ``workers.recorder.install(app, stream=BENCH_STREAM)``.
+    ``recorder``   the same plus ``tasktrail.recorder.install(app, stream=BENCH_STREAM)``.
     ``recorder-alone`` the same app as ``recorder`` (the driver runs no monitor beside it).
     ``recorder-tracing`` ``recorder`` plus OpenTelemetry tracing as tasktrail sets it up
-                   (``tracing.setup``: pool processes after the fork; exporting OTLP/HTTP to the
-                   driver's ``bench.otlp_sink``, from ``OTEL_*`` variables the driver sets).
+                   (``tasktrail.tracing.setup``: pool processes after the fork; exporting
+                   OTLP/HTTP to the driver's ``bench.otlp_sink``, from ``OTEL_*`` variables the
+                   driver sets).
     ``recorder-tracing-10pct`` the same app; the driver sets a parent-based 10% sampler (an
                    extra row beside the always-on one, not a substitute for it).
     ``djdb``       django-celery-results (``result_backend="django-db"``), Django configured from
@@ -91,11 +92,11 @@ if USES_DJANGO:
         # Celery's Django fix-up reads this un-namespaced name from the app's config.
         app.conf.CELERY_DB_REUSE_MAX = int(os.environ.get("BENCH_DB_REUSE_MAX", "1000"))
 elif VARIANT in ("recorder", "recorder-alone", *TRACED):
-    from workers import recorder
+    from tasktrail import recorder
 
     recorder.install(app, redis_url=REDIS_URL, stream=STREAM)
     if VARIANT in TRACED:
-        from tracing.setup import install_worker_hooks
+        from tasktrail.tracing.setup import install_worker_hooks
 
         install_worker_hooks()  # the publisher sets up itself (bench.publisher)
 

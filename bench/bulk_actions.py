@@ -137,7 +137,7 @@ def main(argv: list[str]) -> int:
     from bench import database
     from bench.context import Bench
     from bench.machine import safe_url
-    from workers import recorder
+    from tasktrail import recorder
 
     call_command("migrate", interactive=False, verbosity=0)
     log_dir = Path(__file__).resolve().parent / "results" / "logs"

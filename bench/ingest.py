@@ -2,7 +2,7 @@
 
 E events of realistic tasks (per task: published, received, started, succeeded; one task in ten
 retried once by Celery and succeeding on its second attempt; one in twenty failing with a
-traceback) are built with ``workers.events.make_event``, ordered by time as they would arrive,
+traceback) are built with ``tasktrail.events.make_event``, ordered by time as they would arrive,
 packed with ``encode_batch`` ~100 events to an entry and XADDed to a stream of the run's own. Then
 P ``manage.py monitor --no-alerts`` processes (one consumer group, their default batch of 200
 entries) drain it into the database. The rate is all E events over the time from the first
@@ -23,7 +23,7 @@ import redis
 
 from bench.context import Bench
 from bench.procs import ChildFailed, Process
-from workers.events import Event, encode_batch, make_event
+from tasktrail.events import Event, encode_batch, make_event
 
 EVENTS_PER_ENTRY: Final = 100
 TASKS_PER_SECOND: Final = 1000.0  # spacing of the simulated traffic (orders events in entries)
@@ -179,7 +179,7 @@ def build_events(prefix: str, target: int, *, t0: float) -> tuple[list[Event], i
 
 
 def task_story(task_id: str, n: int, t: float) -> list[Event]:
-    """The events the recorder would write for one task (shapes as in ``workers.recorder``)."""
+    """The events the recorder would write for one task (shapes as in ``tasktrail.recorder``)."""
     name, queue, arg_names = TASKS[n % len(TASKS)]
     input_id = f"{n + 100000}"
     args = json.dumps([int(input_id), "customer@example.com"], separators=(",", ":"))

@@ -28,7 +28,7 @@ def main() -> None:
     from bench.app import TRACED, VARIANT, noop
 
     if VARIANT in TRACED:
-        from tracing.setup import setup
+        from tasktrail.tracing.setup import setup
 
         setup("bench-publisher")  # messages carry traceparent: the worker continues the traces
     prefix: str = options.id_prefix
@@ -44,11 +44,11 @@ def main() -> None:
     seconds = time.perf_counter() - start
 
     if VARIANT in ("recorder", *TRACED):
-        from workers import recorder
+        from tasktrail import recorder
 
         recorder.flush()  # the published events, before the process exits (not timed)
     if VARIANT in TRACED:
-        from tracing.setup import shutdown
+        from tasktrail.tracing.setup import shutdown
 
         shutdown()  # the producer spans (not timed)
     calls = options.count

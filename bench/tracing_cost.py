@@ -5,12 +5,12 @@
 Runs ``bench.noop`` through Celery's task tracer (``Task.apply``: the same ``build_tracer`` path a
 pool process runs, with the ``task_prerun``/``task_postrun`` signals the OpenTelemetry
 instrumentation uses) in this process, with tracing set up as a worker sets it up
-(``tracing.setup.setup("worker")``), and prints the CPU time (user + system, all threads: the batch
-processor's export thread included) per task. Modes: ``off`` (tracing off), ``none`` (spans
-created, nothing exported: ``OTEL_TRACES_EXPORTER=none``), ``otlp`` (exported over OTLP/HTTP to
-``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``; start ``python -m bench.otlp_sink`` first). Subtracting
-modes splits the cost into the span work in the task's path and the export. Needs ``REDIS_URL``
-(the task's INCR); one JSON line on stdout.
+(``tasktrail.tracing.setup.setup("worker")``), and prints the CPU time (user + system, all
+threads: the batch processor's export thread included) per task. Modes: ``off`` (tracing off),
+``none`` (spans created, nothing exported: ``OTEL_TRACES_EXPORTER=none``), ``otlp`` (exported
+over OTLP/HTTP to ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``; start ``python -m bench.otlp_sink``
+first). Subtracting modes splits the cost into the span work in the task's path and the export.
+Needs ``REDIS_URL`` (the task's INCR); one JSON line on stdout.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("BENCH_VARIANT", "plain")
 
     from bench.app import noop
-    from tracing import setup as tracing
+    from tasktrail.tracing import setup as tracing
 
     on = tracing.setup("worker")
     for n in range(500):  # warm-up: imports, connections, first spans

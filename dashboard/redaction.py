@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from workers.task_inputs import is_secret_name
+from tasktrail.task_inputs import is_secret_name
 
 MASK = "••••"
 

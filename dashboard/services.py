@@ -43,7 +43,7 @@ from dashboard.redis_client import shared_client
 from dashboard.selectors.action_options import PERMISSIONS, why_not
 from dashboard.selectors.action_options import celery_app as _celery_app
 from dashboard.selectors.tasks import filtered_task_runs
-from tracing.context import TraceParent
+from tasktrail.tracing.context import TraceParent
 
 if TYPE_CHECKING:
     from celery import Celery

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import dj_database_url
 
+from tasktrail.task_inputs import DEFAULT_SECRET_KEYS
 from tracing.links import parse_viewer
 from workers.embedded_redis import redis_url
-from workers.task_inputs import DEFAULT_SECRET_KEYS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TASKTRAIL_VAR_DIR", BASE_DIR / "var"))

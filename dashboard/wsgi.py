@@ -2,7 +2,7 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-from tracing.setup import setup as setup_tracing
+from tasktrail.tracing.setup import setup as setup_tracing
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 # Before the handler loads its middleware: Django's instrumentation adds one (OTEL_* variables;

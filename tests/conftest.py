@@ -14,8 +14,8 @@ import pytest
 import redis
 from django.conf import settings
 
+from tasktrail.events import Event, make_event
 from tests.smtp import SmtpServer
-from workers.events import Event, make_event
 
 # Property tests. "ci" (make test): the same examples on every run and machine, whatever a local
 # .hypothesis directory holds, so a run fails only for a change in the code; a failure prints the

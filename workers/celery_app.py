@@ -10,8 +10,8 @@ import os
 
 from celery import Celery
 
-from tracing.setup import install_worker_hooks
-from workers import recorder, revocations
+from tasktrail import recorder, revocations
+from tasktrail.tracing.setup import install_worker_hooks
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 
@@ -32,7 +32,7 @@ def _install_recorder() -> None:
         secret_keys=settings.TASKTRAIL_REDACT_KEYS,
     )
     revocations.install(app, settings.REDIS_URL)
-    # Tracing (OTEL_* variables) starts in each pool process, after the fork: tracing.setup.
+    # Tracing (OTEL_* variables) starts in each pool process, after the fork (tasktrail.tracing).
     install_worker_hooks()
 
 

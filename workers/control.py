@@ -18,9 +18,9 @@ import redis
 from celery import Celery
 from opentelemetry import trace
 
-from tracing.context import TraceParent
-from workers import revocations
-from workers.recorder import RETRY_OF_HEADER
+from tasktrail import revocations
+from tasktrail.recorder import RETRY_OF_HEADER
+from tasktrail.tracing.context import TraceParent
 
 _tracer = trace.get_tracer("tasktrail.control")
 

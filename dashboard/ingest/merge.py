@@ -38,7 +38,7 @@ from dashboard.constants import (  # the models use them too; re-exported here
     STARTED,
     SUCCESS,
 )
-from tracing.context import parse_traceparent
+from tasktrail.tracing.context import parse_traceparent
 
 Event = Mapping[str, Any]
 Patch = dict[str, Any]

@@ -24,7 +24,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from dashboard import redis_keys
 from dashboard.ingest.stream import Entry, StreamConsumer
 from dashboard.ingest.writer import write_events
-from workers.events import Event, Rejected, decode_entry
+from tasktrail.events import Event, Rejected, decode_entry
 
 logger = logging.getLogger("tasktrail.monitor")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from workers.events import Rejected
+from tasktrail.events import Rejected
 
 GROUP = "tasktrail-monitor"
 

@@ -11,9 +11,9 @@ from dashboard.ingest.monitor import Monitor
 from dashboard.ingest.stream import StreamConsumer
 from dashboard.ingest.writer import write_events
 from dashboard.models import OperatorAction, TaskRun
+from tasktrail import recorder
 from tests.browser.conftest import NO_PLAYWRIGHT, log_in, user_in
 from tests.conftest import event, new_task_id
-from workers import recorder
 
 expect = pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT).expect
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]

@@ -21,8 +21,8 @@ from dashboard.demo import (
     TrafficMix,
     ensure_demo_logins,
 )
+from tasktrail.task_inputs import extract_input_id, resolve_rule
 from workers import tasks
-from workers.task_inputs import extract_input_id, resolve_rule
 
 N = 3000
 
@@ -254,7 +254,7 @@ def test_exports_go_to_a_queue_no_demo_worker_consumes() -> None:
 
 def test_the_demo_traces_without_a_collector_and_links_every_row() -> None:
     from dashboard.management.commands.demo import DEMO_TRACING
-    from tracing.config import config_from_env
+    from tasktrail.tracing.config import config_from_env
     from tracing.links import parse_viewer
 
     config = config_from_env(DEMO_TRACING)

@@ -18,8 +18,8 @@ from django.db import connection
 
 from dashboard.ingest.monitor import Monitor
 from dashboard.ingest.stream import StreamConsumer
+from tasktrail import recorder
 from tests.processes import ROOT, Child, spawn
-from workers import recorder
 
 __all__ = ["ROOT"]  # the project directory, for the tests that start processes of their own
 

@@ -14,12 +14,12 @@ import pytest
 from django.conf import settings
 
 from dashboard.models import AlertIncident, TaskRun
+from tasktrail.events import encode_batch
 from tests.conftest import new_task_id, story_success
 from tests.integration.conftest import monitor_alert_env
 from tests.processes import Child, spawn
 from tests.smtp import HangingSmtpServer
 from workers.broker import PRIORITY_SEP
-from workers.events import encode_batch
 
 pytestmark = pytest.mark.integration
 

@@ -21,10 +21,10 @@ from django.db.models import Count
 
 from dashboard.ingest.stream import GROUP
 from dashboard.models import TaskAttempt, TaskRun
+from tasktrail import recorder
 from tests.integration.conftest import Worker, database_url_for_children, start_worker
 from tests.processes import Child, spawn
 from tests.reliability import tasks as rtasks
-from workers import recorder
 
 __all__ = ["start_worker"]  # the integration fixture, for the tests of this package
 

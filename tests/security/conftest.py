@@ -16,7 +16,7 @@ from django.test import Client
 from dashboard.ingest.writer import write_events
 from dashboard.models import TaskRun
 from dashboard.services import api_token_create
-from workers.events import Event, decode_entry, encode_batch, make_event
+from tasktrail.events import Event, decode_entry, encode_batch, make_event
 
 MARK = "__pwned"  # every hostile script sets window.__pwned; it must never run
 MB = 1024 * 1024

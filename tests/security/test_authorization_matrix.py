@@ -24,8 +24,8 @@ from dashboard.alerts.rules import QUEUE_STUCK, Verdict
 from dashboard.models import AlertIncident, OperatorAction, TaskRun
 from dashboard.pagination import Cursor
 from dashboard.services import api_token_create
+from tasktrail.events import make_event
 from tests.security.conftest import ingest, user_with_role
-from workers.events import make_event
 
 pytestmark = pytest.mark.django_db
 

@@ -16,8 +16,8 @@ from django.utils import timezone
 from dashboard.alerts import rules
 from dashboard.alerts.incidents import open_incident
 from dashboard.models import OperatorAction
+from tasktrail.events import make_event
 from tests.security.conftest import client_for, ingest
-from workers.events import make_event
 
 pytestmark = pytest.mark.django_db
 

@@ -23,9 +23,9 @@ from dashboard.alerts.incidents import sync_incidents
 from dashboard.alerts.mail import build_message
 from dashboard.alerts.task_figures import running_tasks
 from dashboard.models import AlertIncident, TaskRun
+from tasktrail.events import encode_batch, make_event
+from tasktrail.task_inputs import extract_input_id, resolve_rule
 from tests.security.conftest import client_for
-from workers.events import encode_batch, make_event
-from workers.task_inputs import extract_input_id, resolve_rule
 
 pytestmark = pytest.mark.django_db
 

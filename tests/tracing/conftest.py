@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tracing import setup as tracing_setup
+from tasktrail.tracing import setup as tracing_setup
 
 _exporter = InMemorySpanExporter()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tracing.config import DEFAULT_MAX_QUEUE_SIZE, config_from_env
+from tasktrail.tracing.config import DEFAULT_MAX_QUEUE_SIZE, config_from_env
 
 
 @pytest.mark.parametrize(

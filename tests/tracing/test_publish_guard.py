@@ -19,8 +19,8 @@ from opentelemetry.trace import StatusCode
 
 from dashboard.ingest.writer import write_events
 from dashboard.models import OperatorActionTarget, TaskRun
+from tasktrail.tracing import publish_guard
 from tests.conftest import event, new_task_id
-from tracing import publish_guard
 from workers.celery_app import app
 from workers.tasks import send_invoice
 

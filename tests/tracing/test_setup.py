@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from tracing import setup as tracing_setup
+from tasktrail.tracing import setup as tracing_setup
 
 
 def test_setup_is_idempotent(traced_process):

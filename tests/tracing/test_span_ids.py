@@ -9,9 +9,9 @@ from django.conf import settings
 from opentelemetry import trace
 from opentelemetry.instrumentation.celery import utils as instrumentation
 
-from tracing.context import run_span_id
-from workers import recorder
-from workers.events import decode_entry
+from tasktrail import recorder
+from tasktrail.events import decode_entry
+from tasktrail.tracing.context import run_span_id
 from workers.tasks import send_invoice
 
 TASK = send_invoice._get_current_object()

@@ -47,7 +47,8 @@ class Command(BaseCommand):
 
         # Configures the tasks' Celery app from the settings and installs the recorder, so the
         # published events reach the stream.
-        from workers import celery_app, recorder  # noqa: F401
+        from tasktrail import recorder
+        from workers import celery_app  # noqa: F401
 
         stopping = threading.Event()
 

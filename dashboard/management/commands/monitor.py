@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from dashboard.alerts.threads import start_alerts
 from dashboard.ingest.monitor import Monitor
 from dashboard.ingest.stream import StreamConsumer
-from tracing.setup import setup as setup_tracing
+from tasktrail.tracing.setup import setup as setup_tracing
 
 
 class Command(BaseCommand):

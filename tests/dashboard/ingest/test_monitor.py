@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from dashboard.ingest.monitor import Monitor
 from dashboard.ingest.stream import StreamConsumer
 from dashboard.models import TaskAttempt, TaskRun
+from tasktrail.events import FIELDS, KINDS, decode_entry, encode_batch
 from tests.conftest import event, examples, new_task_id, story_success
-from workers.events import FIELDS, KINDS, decode_entry, encode_batch
 
 pytestmark = pytest.mark.django_db
 

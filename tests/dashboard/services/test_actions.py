@@ -24,8 +24,8 @@ from dashboard.services import (
     task_run_terminate,
     task_runs_bulk,
 )
+from tasktrail import revocations
 from tests.conftest import event, new_task_id
-from workers import revocations
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -2,13 +2,13 @@
 
 Add recording to any Celery app, Django or not, with one call::
 
-    from workers import recorder
+    from tasktrail import recorder
     recorder.install(app)                       # the broker's Redis
     recorder.install(app, redis_url="redis://…") # or another one
 
 Rules the receivers keep: they never raise into Celery (a failure is logged and counted), never
 touch a database, and never wait on the network (events go to a per-process buffer, see
-``workers.stream_writer``). Imports no Django.
+``tasktrail.stream_writer``). Imports no Django.
 
 Headers the recorder adds to each published message: ``tasktrail_published`` (publish time, Unix
 seconds: the age of the oldest waiting message is read from it) and ``tasktrail_input_id``.
@@ -27,16 +27,16 @@ from typing import Any
 
 from celery import Celery, signals
 
-from tracing.context import run_span_id
-from workers.events import DEFAULT_MAX_ARGS_BYTES, Event, Kind, make_event
-from workers.stream_writer import DEFAULT_STREAM, StreamWriter
-from workers.task_inputs import (
+from tasktrail.events import DEFAULT_MAX_ARGS_BYTES, Event, Kind, make_event
+from tasktrail.stream_writer import DEFAULT_STREAM, StreamWriter
+from tasktrail.task_inputs import (
     DEFAULT_SECRET_KEYS,
     InputRule,
     extract_input_id,
     keep_args,
     resolve_rule,
 )
+from tasktrail.tracing.context import run_span_id
 
 logger = logging.getLogger("tasktrail.recorder")
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import redis
 
-from workers.events import Event, encode_batch
+from tasktrail.events import Event, encode_batch
 
 logger = logging.getLogger("tasktrail.recorder")
 
@@ -157,7 +157,7 @@ class StreamWriter:
         return self._client
 
     def _write(self, batch: list[Event]) -> None:
-        self._redis().xadd(self.stream, encode_batch(batch))  # type: ignore[arg-type]
+        self._redis().xadd(self.stream, encode_batch(batch))
 
     def _report_drops(self) -> None:
         if not self._unreported_drops:

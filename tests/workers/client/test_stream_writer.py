@@ -5,8 +5,8 @@ import socket
 
 from django.conf import settings
 
-from workers.events import decode_entry, make_event
-from workers.stream_writer import StreamWriter
+from tasktrail.events import decode_entry, make_event
+from tasktrail.stream_writer import StreamWriter
 
 T = 1_750_000_000.0
 

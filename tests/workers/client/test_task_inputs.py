@@ -5,7 +5,7 @@ import json
 import pytest
 from celery import Celery
 
-from workers.task_inputs import extract_input_id, keep_args, resolve_rule
+from tasktrail.task_inputs import extract_input_id, keep_args, resolve_rule
 
 app = Celery("inputs-test", set_as_current=False)
 

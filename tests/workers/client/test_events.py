@@ -5,8 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import examples
-from workers.events import (
+from tasktrail.events import (
     MAX_MESSAGE,
     clean_text,
     clip,
@@ -15,6 +14,7 @@ from workers.events import (
     make_event,
     validate_event,
 )
+from tests.conftest import examples
 
 T = 1_750_000_000.0
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from django.conf import settings
 
-from workers import recorder
-from workers.events import decode_entry
+from tasktrail import recorder
+from tasktrail.events import decode_entry
 from workers.tasks import charge_card, send_invoice
 
 

@@ -2,13 +2,13 @@
 
 Call ``setup(role)`` once per process where spans should start: ``dashboard/wsgi.py`` (web, also
 ``runserver``), ``install_worker_hooks()`` from the Celery app (workers), the monitor command.
-``setup`` is idempotent and cheap to call again; it reads ``tracing.config`` and, when tracing is
-off, sets nothing up at all (no provider, no exporter thread, no instrumentation).
+``setup`` is idempotent and cheap to call again; it reads ``tasktrail.tracing.config`` and, when
+tracing is off, sets nothing up at all (no provider, no exporter thread, no instrumentation).
 
 When on it creates a ``TracerProvider`` (sampler from ``OTEL_TRACES_SAMPLER``, default
 parent-based always-on, so workers follow the web's decision), one batch processor per exporter,
 instruments Celery (web, worker and monitor all must, or the worker starts a new trace) and, for the
-web, Django, and installs ``tracing.publish_guard``.
+web, Django, and installs ``tasktrail.tracing.publish_guard``.
 
 Workers: the exporter's thread and connections do not survive a fork, so prefork (and solo) pool
 processes set up in ``worker_process_init``, after the fork, and thread-based pools (threads,
@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from tracing.config import TracingConfig, config_from_env
+from tasktrail.tracing.config import TracingConfig, config_from_env
 
 logger = logging.getLogger("tasktrail.tracing")
 
@@ -108,7 +108,7 @@ def uninstrument() -> None:
             return
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
-        from tracing import publish_guard
+        from tasktrail.tracing import publish_guard
 
         CeleryInstrumentor().uninstrument()
         if _state.role == "web":
@@ -253,7 +253,7 @@ def dropped_spans() -> int:
 def _instrument(state: _State) -> None:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
-    from tracing import publish_guard
+    from tasktrail.tracing import publish_guard
 
     CeleryInstrumentor().instrument(tracer_provider=state.provider)
     state.extra.append("celery")
