@@ -14,6 +14,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from tasktrail.task_inputs import DEFAULT_SECRET_KEYS
 from tracing.links import parse_viewer
@@ -33,6 +34,17 @@ def env_bool(name: str, default: bool) -> bool:
 
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_json(name: str) -> dict[str, object]:
+    raw = os.environ.get(name) or "{}"
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def _secret_key() -> str:
@@ -223,6 +235,17 @@ CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
 TASKTRAIL_STREAM = os.environ.get("TASKTRAIL_STREAM", "tasktrail:events")
 # Where the recorder writes events (the broker's Redis unless set).
 TASKTRAIL_RECORDER_URL = os.environ.get("TASKTRAIL_RECORDER_URL") or REDIS_URL
+# The shop's broker, where retry, cancel and terminate go (the stream's Redis unless set), and its
+# transport options as JSON, e.g. {"global_keyprefix": "shop:"}.
+TASKTRAIL_BROKER_URL = os.environ.get("TASKTRAIL_BROKER_URL") or REDIS_URL
+TASKTRAIL_BROKER_TRANSPORT_OPTIONS = env_json("TASKTRAIL_BROKER_TRANSPORT_OPTIONS")
+# The shop's result backend (any Celery result backend URL) for the task page's result; unset:
+# django-celery-results in this database, when the shop writes there.
+TASKTRAIL_RESULT_BACKEND = os.environ.get("TASKTRAIL_RESULT_BACKEND", "")
+# Retry trusts a worker's task catalog this long after the worker last reported it.
+TASKTRAIL_CATALOG_MAX_AGE_SECONDS = float(
+    os.environ.get("TASKTRAIL_CATALOG_MAX_AGE_SECONDS", str(7 * 24 * 3600))
+)
 TASKTRAIL_MAX_ARGS_BYTES = int(os.environ.get("TASKTRAIL_MAX_ARGS_BYTES", str(64 * 1024)))
 TASKTRAIL_REDACT_KEYS = env_list("TASKTRAIL_REDACT_KEYS", ",".join(DEFAULT_SECRET_KEYS))
 # Trace viewer links (tracing/links.py): "<preset> <base URL>" or a URL template with {trace_id};
