@@ -372,3 +372,36 @@ class UserPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.time_zone or 'browser zone'})"
+
+
+class RegisteredTask(models.Model):
+    """A task name one worker of the shop has registered, as that worker last reported it.
+
+    Written only by the monitor, from the catalog each worker reports when it starts and every few
+    minutes after (``tasktrail.catalog``). Retry decides from the recent rows, without importing
+    the shop's code.
+    """
+
+    hostname = models.CharField(max_length=255, help_text="The worker's node name.")
+    name = models.CharField("task name", max_length=255)
+    app_name = models.CharField("app", max_length=255, blank=True, default="")
+    queue = models.CharField(max_length=255, null=True, blank=True)
+    retryable = models.BooleanField(
+        default=True, help_text="False when the task sets tasktrail_retryable = False."
+    )
+    max_retries = models.IntegerField(null=True, blank=True, help_text="Empty: no limit.")
+    time_limit = models.FloatField(null=True, blank=True)
+    soft_time_limit = models.FloatField(null=True, blank=True)
+    last_reported_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hostname", "name"], name="registered_task_host_name")
+        ]
+        indexes = [
+            models.Index(fields=["name", "-last_reported_at"], name="registered_task_recent"),
+            models.Index(fields=["last_reported_at"], name="registered_task_reported"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.hostname}"

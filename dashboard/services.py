@@ -6,7 +6,7 @@ after the transaction commits → outcome on the audit row. The state check's ru
 check is a compare-and-swap on the task rows, read under lock (``_claim_chunk``), so two clicks or
 two operators, single or bulk, produce exactly one retry. Refusals are audited too.
 
-A bulk action of thousands of tasks stays a handful of statements: the Celery app is looked up once
+A bulk action of thousands of tasks stays a handful of statements: the task catalog is read once
 per request, and every step works on chunks of ``CHUNK`` tasks (one SELECT … FOR UPDATE and one
 UPDATE per chunk to claim, one UPDATE per chunk and outcome to record what happened).
 """
@@ -42,6 +42,7 @@ from dashboard.models import (
 from dashboard.redis_client import shared_client
 from dashboard.selectors.action_options import PERMISSIONS, why_not
 from dashboard.selectors.action_options import celery_app as _celery_app
+from dashboard.selectors.catalog import TaskCatalog, task_catalog
 from dashboard.selectors.tasks import filtered_task_runs
 from tasktrail.tracing.context import TraceParent
 
@@ -161,7 +162,7 @@ def _lock_order() -> Collate | F:
 
 
 def _claim_chunk(
-    kind: str, chunk: Sequence[str], app: Celery | None, now: dt.datetime, claims: _Claims
+    kind: str, chunk: Sequence[str], catalog: TaskCatalog | None, now: dt.datetime, claims: _Claims
 ) -> None:
     """The compare-and-swap for up to ``CHUNK`` tasks: lock their rows, decide, claim in one UPDATE.
 
@@ -181,8 +182,10 @@ def _claim_chunk(
         .select_for_update()
     }
     claimed: list[str] = []
+    if catalog is not None:
+        catalog.load(t.name for t in rows.values())
     for task_id in chunk:
-        why = why_not(kind, rows.get(task_id), app)
+        why = why_not(kind, rows.get(task_id), catalog)
         if why is not None:
             claims.refused[task_id] = why
             continue
@@ -190,6 +193,8 @@ def _claim_chunk(
         claims.tasks[task_id] = rows[task_id]
         if kind == Kind.RETRY:
             claims.new_ids[task_id] = str(uuid.uuid4())
+            if catalog is not None and not rows[task_id].queue:  # sent there, never saved
+                rows[task_id].queue = catalog.default_queue(rows[task_id].name)
     if not claimed:
         return
     claimable = TaskRun.objects.filter(_CLAIMABLE[kind], task_id__in=claimed)
@@ -338,13 +343,13 @@ def _act(
         return ActionResult(action=action, permitted=False, refused=dict.fromkeys(task_ids, ""))
     reason = clean_reason(reason)
     ids = list(dict.fromkeys(task_ids))
-    # Once per request: the app knows which task names exist here and how they opted.
-    app = _celery_app() if kind == Kind.RETRY else None
+    # Once per request: the shop's task catalog, read as the rows ask for names.
+    catalog = task_catalog() if kind == Kind.RETRY else None
     claims = _Claims()
     now = timezone.now()
     with transaction.atomic():
         for chunk in _chunks(sorted(ids)):  # see _lock_order
-            _claim_chunk(kind, chunk, app, now, claims)
+            _claim_chunk(kind, chunk, catalog, now, claims)
         result_done = [t for t in ids if t in claims.tasks]
         refused = {t: claims.refused[t] for t in ids if t in claims.refused}
         if result_done:
@@ -365,7 +370,7 @@ def _act(
         if result_done:
             tasks = [claims.tasks[t] for t in result_done]
             transaction.on_commit(
-                _after_commit(action, kind, tasks, claims.new_ids, app=app, refused=bool(refused))
+                _after_commit(action, kind, tasks, claims.new_ids, app=None, refused=bool(refused))
             )
     action.refresh_from_db()
     new_ids = {t: claims.new_ids[t] for t in result_done if t in claims.new_ids}

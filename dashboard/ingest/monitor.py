@@ -6,6 +6,8 @@
   writes it again once the database answers, so nothing is lost.
 - A batch the database refuses for its content (not for being down) is split to find the events
   at fault, which go to the dead-letter stream; the rest is written.
+- A worker's task catalog (its own kind of entry, ``tasktrail.catalog``) is validated like events
+  and replaces that worker's ``RegisteredTask`` rows; a bad one is dead-lettered and counted.
 - ``stop()`` (SIGTERM, Ctrl-C) lets the batch in hand finish, then the loop returns.
 """
 
@@ -22,8 +24,10 @@ import redis
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from dashboard import redis_keys
+from dashboard.ingest.catalog import write_catalog
 from dashboard.ingest.stream import Entry, StreamConsumer
 from dashboard.ingest.writer import write_events
+from tasktrail.catalog import CatalogError, Report, decode_catalog, is_catalog
 from tasktrail.events import Event, Rejected, decode_entry
 
 logger = logging.getLogger("tasktrail.monitor")
@@ -34,6 +38,7 @@ class MonitorStats:
     entries: int = 0
     events: int = 0
     rejected: int = 0
+    catalogs: int = 0
     batches: int = 0
     db_retries: int = 0
     started_at: float = field(default_factory=time.time)
@@ -96,9 +101,15 @@ class Monitor:
 
         Returns False if stopped before the write succeeded (the entries stay pending)."""
         events: list[Event] = []
+        reports: list[tuple[bytes, Report]] = []
         for entry_id, fields in entries:
             if not fields:
                 continue  # deleted while pending: already processed
+            if is_catalog(fields):
+                report = self._decode_catalog(entry_id, fields)
+                if report is not None:
+                    reports.append((entry_id, report))
+                continue
             try:
                 decoded, rejected = decode_entry(fields)
             except Exception as exc:  # a decoder bug must not make the entry a poison pill
@@ -108,6 +119,9 @@ class Monitor:
                 self._reject(entry_id, rejected)
         if events and not self._write_with_retry(events):
             return False
+        for entry_id, report in reports:
+            if not self._write_catalog(entry_id, report):
+                return False
         self._call_redis(lambda: self.consumer.ack([entry_id for entry_id, _ in entries]))
         self.stats.entries += len(entries)
         self.stats.events += len(events)
@@ -119,6 +133,45 @@ class Monitor:
         for item in rejected:
             logger.warning("malformed event in entry %s: %s", entry_id.decode(), item.reason)
         self._call_redis(lambda: self.consumer.dead_letter(entry_id, rejected))
+
+    def _decode_catalog(self, entry_id: bytes, fields: dict[bytes, bytes]) -> Report | None:
+        try:
+            decoded = decode_catalog(fields)
+        except CatalogError as exc:
+            self._reject(entry_id, [Rejected(exc.reason, exc.raw)])
+            return None
+        except Exception as exc:  # a decoder bug must not make the entry a poison pill
+            self._reject(entry_id, [Rejected(f"catalog decoder failed: {exc!r}"[:500], fields)])
+            return None
+        if decoded.invalid:
+            # One dead letter for the lot: a hostile catalog may hold thousands of bad items.
+            why, item = decoded.invalid[0]
+            count = len(decoded.invalid)
+            summary = f"{count} catalog tasks left out; first: {why}"
+            self._reject(entry_id, [Rejected(summary, item)])
+        return decoded.report
+
+    def _write_catalog(self, entry_id: bytes, report: Report) -> bool:
+        """Store one worker's catalog, waiting out a database that is down; a catalog the
+        database refuses is dead-lettered. False if stopped meanwhile (the entry stays pending)."""
+        backoff = 0.5
+        while True:
+            try:
+                write_catalog(report)
+                self.stats.catalogs += 1
+                return True
+            except (OperationalError, InterfaceError) as exc:
+                self.stats.db_retries += 1
+                logger.warning("database unavailable (%s); retrying in %.1fs", exc, backoff)
+                connection.close()
+            except Exception as exc:
+                if isinstance(exc, DatabaseError):
+                    connection.close()
+                self._reject(entry_id, [Rejected(f"catalog not writable: {exc}"[:500], report)])
+                return True
+            if self._stopping.wait(backoff):
+                return False
+            backoff = min(self.max_backoff, backoff * 2)
 
     def _write_with_retry(self, events: list[Event]) -> bool:
         backoff = 0.5

@@ -21,9 +21,12 @@ from dashboard.models import (
     OperatorAction,
     TaskRun,
 )
+from dashboard.selectors.catalog import task_catalog
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from dashboard.selectors.catalog import TaskCatalog
 
 Kind = OperatorAction.Kind
 
@@ -32,7 +35,6 @@ PERMISSIONS: Final = {
     Kind.CANCEL: "dashboard.cancel_taskrun",
     Kind.TERMINATE: "dashboard.terminate_taskrun",
 }
-RETRYABLE_ATTRIBUTE: Final = "tasktrail_retryable"
 # The columns the rules read.
 RULE_FIELDS: Final = (
     "task_id", "name", "state", "args", "kwargs", "args_dropped", "retried_as",
@@ -46,21 +48,36 @@ _STATES: Final = {
 
 
 def celery_app() -> Celery:
+    """The app that sends operator actions to the broker. Never used to decide what may be done:
+    that is the shop's task catalog (``dashboard.selectors.catalog``)."""
     from workers.celery_app import app
 
-    # The task modules the app declares (``include``) are imported by workers on start; the web
-    # process needs them too, to know which task names exist and how they opted.
-    app.loader.import_default_modules()
     return app
 
 
-def retry_precheck(app: Celery, task: TaskRun) -> str | None:
-    """Refusals that do not depend on the row's state: task unknown here, or opted out."""
-    if not task.name or task.name not in app.tasks:
-        return f"no task named {task.name!r} is registered here"
-    if getattr(app.tasks[task.name], RETRYABLE_ATTRIBUTE, True) is False:
+def retry_precheck(catalog: TaskCatalog, task: TaskRun) -> str | None:
+    """Refusals that do not depend on the row's state: no recent worker of the shop has the task
+    (workers report their registered tasks when they start, and every few minutes after), or the
+    task opted out of operator retries."""
+    if not task.name:
+        return "its task name was not recorded"
+    known = catalog.get(task.name)
+    if known is None:
+        return (
+            f"no recent worker of this shop has registered {task.name} "
+            f"(workers report their tasks when they start){_last_seen(catalog, task.name)}"
+        )
+    if not known.retryable:
         return f"{task.name} opts out of operator retries (not idempotent)"
     return None
+
+
+def _last_seen(catalog: TaskCatalog, name: str) -> str:
+    last = catalog.last_reported(name)
+    if last is None:
+        return ""
+    days = max(0, int((catalog.now - last).total_seconds() // 86400))
+    return f"; last reported {days} day{'s' if days != 1 else ''} ago"
 
 
 def claimable(kind: str, task: TaskRun) -> bool:
@@ -107,12 +124,12 @@ def refusal_reason(kind: str, task: TaskRun | None) -> str:
     return "the task changed meanwhile; reload and try again"
 
 
-def why_not(kind: str, task: TaskRun | None, app: Celery | None) -> str | None:
+def why_not(kind: str, task: TaskRun | None, catalog: TaskCatalog | None) -> str | None:
     """None when ``kind`` would succeed on ``task`` as read, else the reason it is refused.
 
-    ``app`` is needed for retries (which task names exist here, which opt out)."""
-    if kind == Kind.RETRY and app is not None and task is not None:
-        why = retry_precheck(app, task)
+    ``catalog`` is needed for retries (which task names the shop's workers have, which opt out)."""
+    if kind == Kind.RETRY and catalog is not None and task is not None:
+        why = retry_precheck(catalog, task)
         if why is not None:
             return why
     if task is None or not claimable(kind, task):
@@ -134,7 +151,7 @@ class ActionOption:
 
 
 def task_action_options(
-    *, user: User | AnonymousUser, task: TaskRun, app: Celery | None = None
+    *, user: User | AnonymousUser, task: TaskRun, catalog: TaskCatalog | None = None
 ) -> dict[str, ActionOption]:
     """The actions this user may take on this task, by kind: offered, or the reason they are not.
 
@@ -152,9 +169,9 @@ def task_action_options(
         relevant = kind == Kind.RETRY or task.state in _STATES[kind] or requested is not None
         if not relevant:
             continue
-        if kind == Kind.RETRY and app is None:
-            app = celery_app()
-        options[kind] = ActionOption(kind, why_not(kind, task, app))
+        if kind == Kind.RETRY and catalog is None:
+            catalog = task_catalog()
+        options[kind] = ActionOption(kind, why_not(kind, task, catalog))
     return options
 
 
@@ -176,14 +193,16 @@ _PREVIEW_CHUNK: Final = 500
 
 def bulk_preview(*, kind: str, task_ids: Sequence[str]) -> BulkPreview:
     """How many of ``task_ids`` the action would be taken on; why the others would be refused."""
-    app = celery_app() if kind == Kind.RETRY else None
+    catalog = task_catalog() if kind == Kind.RETRY else None
     reasons: Counter[str] = Counter()
     acted_on = 0
     for start in range(0, len(task_ids), _PREVIEW_CHUNK):
         chunk = list(task_ids[start : start + _PREVIEW_CHUNK])
         rows = {t.task_id: t for t in TaskRun.objects.filter(task_id__in=chunk).only(*RULE_FIELDS)}
+        if catalog is not None:
+            catalog.load(t.name for t in rows.values())
         for task_id in chunk:
-            why = why_not(kind, rows.get(task_id), app)
+            why = why_not(kind, rows.get(task_id), catalog)
             if why is None:
                 acted_on += 1
             else:
