@@ -19,7 +19,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -41,13 +41,9 @@ from dashboard.models import (
 )
 from dashboard.redis_client import shared_client
 from dashboard.selectors.action_options import PERMISSIONS, why_not
-from dashboard.selectors.action_options import celery_app as _celery_app
 from dashboard.selectors.catalog import TaskCatalog, task_catalog
 from dashboard.selectors.tasks import filtered_task_runs
 from tasktrail.tracing.context import TraceParent
-
-if TYPE_CHECKING:
-    from celery import Celery
 
 logger = logging.getLogger("tasktrail.actions")
 
@@ -86,9 +82,10 @@ class ActionInputError(ValueError):
 class ActionResult:
     action: OperatorAction
     permitted: bool = True
-    done: list[str] = field(default_factory=list)  # task ids acted on
+    done: list[str] = field(default_factory=list)  # task ids acted on, reached the broker
     refused: dict[str, str] = field(default_factory=dict)  # task id -> why
     new_task_ids: dict[str, str] = field(default_factory=dict)  # retried id -> new id
+    failed: dict[str, str] = field(default_factory=dict)  # task id -> why its call failed
 
     @property
     def message(self) -> str:
@@ -223,19 +220,45 @@ def _release(kind: str, task_ids: Sequence[str], new_ids: dict[str, str]) -> Non
 # -- the Celery calls, made after commit -----------------------------------------------------------
 
 
+@dataclass
+class _Calls:
+    """What one action's Celery calls did, filled in after commit."""
+
+    made: bool = False
+    failed: dict[str, str] = field(default_factory=dict)  # task id -> why: not sent, claim released
+    warned: dict[str, str] = field(default_factory=dict)  # task id -> caveat: sent, only in part
+
+
 def _call_celery(
-    kind: str, tasks: Sequence[TaskRun], new_ids: dict[str, str], app: Celery
-) -> dict[str, str]:
-    """Make the Celery calls; returns {task id: error} for those that failed."""
+    kind: str, tasks: Sequence[TaskRun], new_ids: dict[str, str], calls: _Calls
+) -> None:
+    """Make the Celery calls, on the shop's broker; record each task's failure in ``calls``.
+
+    Once the broker is unreachable the rest of the batch is not tried: each try could wait the
+    connection timeout, and a thousand of them would hold the request for an hour."""
     from workers import control
 
-    failed: dict[str, str] = {}
+    down: str | None = None  # why the broker is unreachable, once it is
+
+    def failure(exc: Exception) -> str:
+        nonlocal down
+        if isinstance(exc, control.BrokerError):
+            if exc.unreachable:
+                down = str(exc)
+            return str(exc)
+        if isinstance(exc, OSError):  # a connection error that escaped kombu's wrapping
+            down = control.mask(str(exc) or type(exc).__name__)
+            return down
+        return control.mask(str(exc) or type(exc).__name__)
+
     if kind == Kind.RETRY:
         traces = _original_traces(tasks)
         for task in tasks:
+            if down is not None:
+                calls.failed[task.task_id] = f"not sent: {down}"
+                continue
             try:
                 control.publish_retry(
-                    app,
                     name=task.name or "",
                     args=json.loads(task.args or "[]"),
                     kwargs=json.loads(task.kwargs or "{}"),
@@ -244,21 +267,35 @@ def _call_celery(
                     task_id=new_ids[task.task_id],
                     original_trace=traces.get(task.task_id),
                 )
-            except Exception as exc:  # broker down, serialization: reported on the audit row
-                failed[task.task_id] = f"publish failed: {exc}"
+            except Exception as exc:  # broker down, no such queue, arguments: on the audit row
+                calls.failed[task.task_id] = f"publish failed: {failure(exc)}"
     elif kind == Kind.CANCEL:
-        try:
-            client = shared_client()
-            control.cancel(app, client, [t.task_id for t in tasks])
+        ids = [t.task_id for t in tasks]
+        not_remembered = ""
+        try:  # the durable half, in the event stream's Redis: workers started later read it
+            control.remember_cancelled(shared_client(), ids)
         except Exception as exc:
-            failed.update({t.task_id: f"revoke failed: {exc}" for t in tasks})
+            detail = control.mask(f"{type(exc).__name__}: {exc}", settings.REDIS_URL)
+            not_remembered = f"not remembered for workers started later ({detail})"
+        try:
+            control.broadcast_revoke(ids)
+        except Exception as exc:
+            why = f"revoke not sent, running workers were not told: {failure(exc)}; " + (
+                not_remembered or "remembered for workers started later"
+            )
+            calls.failed.update(dict.fromkeys(ids, why))
+        else:
+            if not_remembered:
+                calls.warned.update(dict.fromkeys(ids, f"running workers told; {not_remembered}"))
     else:
         for task in tasks:
+            if down is not None:
+                calls.failed[task.task_id] = f"not sent: {down}"
+                continue
             try:
-                control.terminate(app, task.task_id)
+                control.terminate(task.task_id)
             except Exception as exc:
-                failed[task.task_id] = f"terminate failed: {exc}"
-    return failed
+                calls.failed[task.task_id] = f"terminate failed: {failure(exc)}"
 
 
 def _original_traces(tasks: Sequence[TaskRun]) -> dict[str, TraceParent]:
@@ -279,21 +316,22 @@ def _original_traces(tasks: Sequence[TaskRun]) -> dict[str, TraceParent]:
 
 
 def _record_outcomes(
-    action: OperatorAction, done: Sequence[str], failed: dict[str, str], new_ids: dict[str, str]
+    action: OperatorAction, done: Sequence[str], calls: _Calls, new_ids: dict[str, str]
 ) -> None:
-    """The target rows' outcomes: one UPDATE per chunk of done tasks, per error and chunk."""
+    """The target rows' outcomes: one UPDATE per chunk of done tasks, per message and chunk."""
     targets = OperatorActionTarget.objects.filter(action=action)
     for chunk in _chunks(done):
         news = {t: new_ids[t] for t in chunk if t in new_ids}
         targets.filter(task_id__in=chunk).update(
             outcome=Outcome.DONE, new_task_id=_per_task(news) if news else None
         )
-    by_error: dict[str, list[str]] = {}
-    for task_id, error in failed.items():
-        by_error.setdefault(error, []).append(task_id)
-    for error, task_ids in by_error.items():
-        for chunk in _chunks(task_ids):
-            targets.filter(task_id__in=chunk).update(outcome=Outcome.FAILED, message=error)
+    for outcome, messages in ((Outcome.FAILED, calls.failed), (Outcome.PARTIAL, calls.warned)):
+        by_message: dict[str, list[str]] = {}
+        for task_id, message in messages.items():
+            by_message.setdefault(message, []).append(task_id)
+        for message, task_ids in by_message.items():
+            for chunk in _chunks(task_ids):
+                targets.filter(task_id__in=chunk).update(outcome=outcome, message=message)
 
 
 def _after_commit(
@@ -301,27 +339,47 @@ def _after_commit(
     kind: str,
     tasks: list[TaskRun],
     new_ids: dict[str, str],
+    calls: _Calls,
     *,
-    app: Celery | None,
     refused: bool,
 ) -> Callable[[], None]:
     def run() -> None:
-        failed = _call_celery(kind, tasks, new_ids, app or _celery_app())
+        try:
+            _call_celery(kind, tasks, new_ids, calls)
+        except Exception as exc:  # never leave the audit row pending: what was not tried failed
+            why = f"not sent: {type(exc).__name__}"
+            calls.failed.update({t.task_id: why for t in tasks if t.task_id not in calls.failed})
+            logger.exception("%s by %s: the Celery calls stopped", kind, action.username)
+        calls.made = True
+        failed, warned = calls.failed, calls.warned
         with transaction.atomic():
-            _release(kind, list(failed), new_ids)
-            done = [t.task_id for t in tasks if t.task_id not in failed]
-            _record_outcomes(action, done, failed, new_ids)
+            _release(kind, list(failed), new_ids)  # so the action can be asked for again
+            done = [t.task_id for t in tasks if t.task_id not in failed and t.task_id not in warned]
+            _record_outcomes(action, done, calls, new_ids)
             if failed and len(failed) == len(tasks) and not refused:
                 action.outcome = Outcome.FAILED
-            elif failed or refused:
+            elif failed or warned or refused:
                 action.outcome = Outcome.PARTIAL
             else:
                 action.outcome = Outcome.DONE
             if failed:
-                action.message += f" {len(failed)} failed: {next(iter(failed.values()))}"
+                first = next(iter(failed.values()))
+                if len(tasks) == 1:
+                    action.message += f" Failed: {first}"
+                else:
+                    sent = len(tasks) - len(failed)
+                    action.message += (
+                        f" {sent} of {len(tasks)} reached the broker; {len(failed)} failed: {first}"
+                    )
+            if warned:
+                action.message += f" Sent, but {next(iter(warned.values()))}"
             action.save(update_fields=["outcome", "message"])
-        if failed:
-            logger.warning("%s by %s: %d Celery calls failed", kind, action.username, len(failed))
+        if failed or warned:
+            logger.warning(
+                "%s by %s: %d of %d Celery calls failed, %d in part: %s",
+                kind, action.username, len(failed), len(tasks), len(warned),
+                next(iter({**failed, **warned}.values())),
+            )  # fmt: skip
 
     return run
 
@@ -346,6 +404,7 @@ def _act(
     # Once per request: the shop's task catalog, read as the rows ask for names.
     catalog = task_catalog() if kind == Kind.RETRY else None
     claims = _Claims()
+    calls = _Calls()
     now = timezone.now()
     with transaction.atomic():
         for chunk in _chunks(sorted(ids)):  # see _lock_order
@@ -370,11 +429,15 @@ def _act(
         if result_done:
             tasks = [claims.tasks[t] for t in result_done]
             transaction.on_commit(
-                _after_commit(action, kind, tasks, claims.new_ids, app=None, refused=bool(refused))
+                _after_commit(action, kind, tasks, claims.new_ids, calls, refused=bool(refused))
             )
     action.refresh_from_db()
-    new_ids = {t: claims.new_ids[t] for t in result_done if t in claims.new_ids}
-    return ActionResult(action=action, done=result_done, refused=refused, new_task_ids=new_ids)
+    # The calls ran when the transaction committed; inside an outer transaction they run later.
+    done = [t for t in result_done if t not in calls.failed] if calls.made else result_done
+    new_ids = {t: claims.new_ids[t] for t in done if t in claims.new_ids}
+    return ActionResult(
+        action=action, done=done, refused=refused, new_task_ids=new_ids, failed=dict(calls.failed)
+    )
 
 
 def task_run_retry(*, user: User, task_id: str, reason: str) -> ActionResult:
