@@ -1,12 +1,15 @@
 """Settings for tasktrail, read from the environment.
 
-``DATABASE_URL`` (default: a SQLite file in ``var/``), ``REDIS_URL`` (default: an embedded
-Valkey, see ``workers.embedded_redis``), ``SECRET_KEY``, ``DEBUG``, ``ALLOWED_HOSTS``, and the
-``TASKTRAIL_*`` options below.
+``TASKTRAIL_DATA_DIR`` (default: ``var/`` in a clone, ``~/.local/share/tasktrail`` once installed;
+see ``dashboard.paths``), ``DATABASE_URL`` (default: a SQLite file in the data directory),
+``TASKTRAIL_RECORDER_URL`` / ``REDIS_URL`` (the event stream's Redis; unset: none, and the web and
+the monitor refuse to start), ``SECRET_KEY``, ``DEBUG``, ``ALLOWED_HOSTS``, and the ``TASKTRAIL_*``
+options below. Loading the settings starts no server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -16,13 +19,26 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from dashboard import paths
 from tasktrail.task_inputs import DEFAULT_SECRET_KEYS
 from tracing.links import parse_viewer
 from workers.embedded_redis import redis_url
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("TASKTRAIL_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+BASE_DIR = paths.BASE_DIR
+# Secret key file, SQLite database, collected static files: never inside site-packages.
+DATA_DIR = paths.data_dir()
+VAR_DIR = DATA_DIR  # the older name
+
+
+def _data_dir_ready() -> Path:
+    try:
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"cannot create the data directory {DATA_DIR} ({exc.strerror}); "
+            f"set {paths.DATA_DIR_VARIABLE} to a writable directory"
+        ) from None
+    return DATA_DIR
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -51,8 +67,8 @@ def _secret_key() -> str:
     key = os.environ.get("SECRET_KEY")
     if key:
         return key
-    # Kept in var/ so sessions survive restarts of a local install; set SECRET_KEY in production.
-    path = VAR_DIR / "secret_key"
+    # Kept in the data directory so sessions survive restarts; set SECRET_KEY in production.
+    path = _data_dir_ready() / "secret_key"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(50))
         path.chmod(0o600)
@@ -98,7 +114,7 @@ WSGI_APPLICATION = "dashboard.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [paths.resource_dir("templates")],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -111,11 +127,12 @@ TEMPLATES = [
     },
 ]
 
-DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'tasktrail.sqlite3'}"
+DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'tasktrail.sqlite3'}"
 DATABASES = {
     "default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    _data_dir_ready()
     # Several processes (web, worker, monitor) share the file: wait for locks instead of failing,
     # and let readers run beside the writer. Tests use a file too, so worker processes can see it.
     DATABASES["default"]["OPTIONS"] = {
@@ -124,7 +141,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
     }
     # One file per test run, so two runs on one machine never share (and delete) each other's.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -190,13 +207,15 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [paths.resource_dir("static")]
 # Serve static files straight from the apps and static/ (no collectstatic step for a local run).
 WHITENOISE_USE_FINDERS = True
 # Files browsers ask for at the site's root (/favicon.ico), served as they are.
-WHITENOISE_ROOT = BASE_DIR / "static" / "root"
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_ROOT = paths.resource_dir("static") / "root"
+# WhiteNoise warns about a missing STATIC_ROOT; a read-only data directory only costs the warning.
+with contextlib.suppress(OSError):
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 LOGGING = {
     "version": 1,
@@ -216,8 +235,13 @@ LOGGING = {
 }
 
 # -- Celery ---------------------------------------------------------------------------------------
-REDIS_URL = redis_url()
-CELERY_BROKER_URL = REDIS_URL
+# The Redis holding the event stream: the recorder writes it, the monitor reads it, the pages read
+# queue depths beside it. TASKTRAIL_RECORDER_URL, else REDIS_URL, else the embedded Valkey when
+# TASKTRAIL_EMBEDDED_REDIS=1 (the demo, the tests), else "": `monitor` and `tasktrail web` refuse to
+# start without it; migrate, createuser, check and shell do not need it.
+REDIS_URL = os.environ.get("TASKTRAIL_RECORDER_URL") or redis_url()
+# The service's own Celery app (the demo's worker): REDIS_URL when set, else the stream's Redis.
+CELERY_BROKER_URL = os.environ.get("REDIS_URL") or REDIS_URL
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_SERIALIZER = "json"
@@ -233,11 +257,11 @@ CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
 
 # -- tasktrail -------------------------------------------------------------------------------------
 TASKTRAIL_STREAM = os.environ.get("TASKTRAIL_STREAM", "tasktrail:events")
-# Where the recorder writes events (the broker's Redis unless set).
-TASKTRAIL_RECORDER_URL = os.environ.get("TASKTRAIL_RECORDER_URL") or REDIS_URL
-# The shop's broker, where retry, cancel and terminate go (the stream's Redis unless set), and its
-# transport options as JSON, e.g. {"global_keyprefix": "shop:"}.
-TASKTRAIL_BROKER_URL = os.environ.get("TASKTRAIL_BROKER_URL") or REDIS_URL
+# Where the recorder writes events: the stream's Redis (REDIS_URL above).
+TASKTRAIL_RECORDER_URL = REDIS_URL
+# The shop's broker, where retry, cancel and terminate go (REDIS_URL when set, else the stream's
+# Redis), and its transport options as JSON, e.g. {"global_keyprefix": "shop:"}.
+TASKTRAIL_BROKER_URL = os.environ.get("TASKTRAIL_BROKER_URL") or CELERY_BROKER_URL
 TASKTRAIL_BROKER_TRANSPORT_OPTIONS = env_json("TASKTRAIL_BROKER_TRANSPORT_OPTIONS")
 # The shop's result backend (any Celery result backend URL) for the task page's result; unset:
 # django-celery-results in this database, when the shop writes there.

@@ -1,5 +1,6 @@
-"""Shared fixtures: a real Redis/Valkey (``REDIS_URL``, or the embedded one the settings started)
-and builders for events as the recorder writes them."""
+"""Shared fixtures: a real Redis/Valkey (``REDIS_URL``, or the embedded one the settings started
+because ``tests.embedded_valkey`` asked for it before they loaded) and builders for events as the
+recorder writes them."""
 
 from __future__ import annotations
 

@@ -5,9 +5,9 @@ processes, sharing this process's environment: a Celery worker (queues ``default
 ``inventory``), the monitor, the web server on ``127.0.0.1:PORT`` and the demo traffic. Each child's
 output is printed with its name in front.
 
-``REDIS_URL``: when it is not set, loading the settings has already started an embedded Valkey in
-this process and put its URL into the environment, so every child uses that one server; it stops
-when this process exits.
+``REDIS_URL``: when it is not set, ``manage.py demo`` / ``tasktrail demo`` ask for the embedded
+Valkey (``TASKTRAIL_EMBEDDED_REDIS=1``), which loading the settings starts in this process and puts
+into the environment, so every child uses that one server; it stops when this process exits.
 
 Ctrl-C or SIGTERM stops everything: the traffic, web server and worker get SIGTERM, then the
 monitor (so it can write the last events); whatever has not exited after a few seconds is killed
@@ -30,13 +30,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from dashboard import paths
 from dashboard.demo import DemoLogin, ensure_demo_logins
 
 GRACE_SECONDS = 5.0
@@ -138,9 +138,14 @@ class Command(BaseCommand):
 
         port = options["port"] or int(os.environ.get("PORT") or 8000)
         self._check_port_free(port)
-        # The settings started the embedded Valkey (if REDIS_URL was unset) and exported its URL;
-        # set it again so the children share the server whatever the settings did.
-        os.environ["REDIS_URL"] = settings.REDIS_URL
+        if not settings.REDIS_URL:
+            raise CommandError(
+                "no Redis for the demo: set REDIS_URL, or TASKTRAIL_EMBEDDED_REDIS=1 for an "
+                "embedded one (manage.py demo sets it)"
+            )
+        # The settings started the embedded Valkey (if asked for) and exported its URL; the
+        # children inherit it, and the stream's URL is their broker unless REDIS_URL says otherwise.
+        os.environ.setdefault("REDIS_URL", settings.REDIS_URL)
 
         self.say("preparing the database and static files")
         call_command("migrate", interactive=False, verbosity=0)
@@ -187,12 +192,13 @@ class Command(BaseCommand):
 
     def start_children(self, port: int) -> list[Child]:
         python = sys.executable
-        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        # The same as manage.py, in a clone or installed (the `tasktrail` command).
+        manage = [python, "-m", "dashboard.cli"]
         children = [
             Child("worker", [python, "-m", "celery", "-A", "workers.celery_app", *WORKER_ARGS]),
-            Child("monitor", [python, manage, "monitor"]),
-            Child("web", [python, manage, "runserver", f"127.0.0.1:{port}", "--noreload"]),
-            Child("traffic", [python, manage, "demo_traffic"]),
+            Child("monitor", [*manage, "monitor"]),
+            Child("web", [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"]),
+            Child("traffic", [*manage, "demo_traffic"]),
         ]
         demo_alerts = {**DEMO_ALERTS, "TASKTRAIL_BASE_URL": f"http://127.0.0.1:{port}"}
         demo = {**demo_alerts, **DEMO_TRACING, **DEMO_QUIET}
@@ -204,7 +210,7 @@ class Command(BaseCommand):
             # order, and the worker's pool processes can be killed with their group.
             child.process = subprocess.Popen(
                 child.argv,
-                cwd=settings.BASE_DIR,
+                cwd=settings.BASE_DIR if paths.is_clone() else settings.DATA_DIR,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,

@@ -4,6 +4,8 @@ The alert checks and the alert mail run in threads of their own beside the inges
 (``dashboard.alerts.threads``), started here and stopped once the loop has returned.
 
 ``--drain`` processes what the stream holds and exits (tests, scripts, a one-off catch-up).
+
+Without the stream's URL (``TASKTRAIL_RECORDER_URL`` or ``REDIS_URL``) it refuses to start.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dashboard.alerts.threads import start_alerts
+from dashboard.cli import NO_STREAM_MESSAGE
 from dashboard.ingest.monitor import Monitor
 from dashboard.ingest.stream import StreamConsumer
 from tasktrail.tracing.setup import setup as setup_tracing
@@ -35,6 +38,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.REDIS_URL:
+            raise CommandError(f"monitor: {NO_STREAM_MESSAGE}")
         setup_tracing("monitor")  # OTEL_* variables; nothing when tracing is off
         client = redis.Redis.from_url(
             settings.REDIS_URL,
