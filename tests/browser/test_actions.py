@@ -13,10 +13,17 @@ from dashboard.ingest.writer import write_events
 from dashboard.models import OperatorAction, TaskRun
 from tasktrail import recorder
 from tests.browser.conftest import NO_PLAYWRIGHT, log_in, user_in
+from tests.catalog import register_demo_tasks
 from tests.conftest import event, new_task_id
 
 expect = pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT).expect
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+
+@pytest.fixture(autouse=True)
+def _shop_catalog() -> None:
+    """Retry decides from the shop's task catalog: the demo's tasks, as its worker reports them."""
+    register_demo_tasks()
 
 
 def record_failed_invoice() -> str:

@@ -25,9 +25,17 @@ from dashboard.models import AlertIncident, OperatorAction, TaskRun
 from dashboard.pagination import Cursor
 from dashboard.services import api_token_create
 from tasktrail.events import make_event
+from tests.catalog import register_demo_tasks
 from tests.security.conftest import ingest, user_with_role
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _shop_catalog() -> None:
+    """Retry decides from the shop's task catalog: the demo's tasks, as its worker reports them."""
+    register_demo_tasks()
+
 
 ROLES = ["anonymous", "nobody", "viewer", "operator", "admin", "token"]
 LOGIN = "login"  # a redirect to the login page
@@ -57,6 +65,7 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
     "tasks": {"GET": PAGE, "POST": _all(405)},
     "task-stats": {"GET": PAGE, "POST": _all(405)},
     "task-detail": {"GET": PAGE, "POST": _all(405)},
+    "task-result": {"GET": PAGE, "POST": _all(405)},  # the task page's result section
     "task-live-rows": {"GET": LIVE, "POST": _all(405)},
     "preferences": {"GET": OWN, "POST": SAVED},
     "queues": {"GET": PAGE, "POST": _all(405)},
@@ -147,7 +156,7 @@ def client_for(role: str) -> Client:
 
 def url_for(name: str) -> str:
     kwargs: dict[str, str] = {}
-    if name in ("task-detail", "api-task", "task-action"):
+    if name in ("task-detail", "task-result", "api-task", "task-action"):
         kwargs["task_id"] = failed_task()
     if name == "task-action":
         kwargs["kind"] = "retry"

@@ -22,6 +22,7 @@ from dashboard.models import AlertIncident, TaskRun
 from dashboard.selectors.alerts import alert_snapshot
 from dashboard.services import task_run_retry
 from tests.alert_cycles import Alerts
+from tests.catalog import register_demo_tasks
 from tests.conftest import event, new_task_id
 from workers.broker import PRIORITY_SEP
 
@@ -256,6 +257,7 @@ def test_a_worker_gone_while_running_tasks_marks_them_lost_and_they_can_be_retri
 
     operator = User.objects.create_user("op")
     operator.groups.add(Group.objects.get(name="operator"))
+    register_demo_tasks()  # retry decides from the shop's task catalog
     result = task_run_retry(user=User.objects.get(pk=operator.pk), task_id=task_id, reason="lost")
     assert result.done == [task_id]
     clock.advance(10)

@@ -25,9 +25,17 @@ from dashboard.services import (
     task_runs_bulk,
 )
 from tasktrail import revocations
+from tests.catalog import register_demo_tasks
 from tests.conftest import event, new_task_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _shop_catalog() -> None:
+    """Retry decides from the shop's task catalog: the demo's tasks, as its worker reports them."""
+    register_demo_tasks()
+
 
 T0 = 1_750_000_000.0
 
@@ -117,7 +125,10 @@ def test_second_retry_is_refused_with_a_reason(redis_client):
             {"args": None, "kwargs": None, "args_dropped": "too large: 70000 bytes"},
             "arguments were not kept",
         ),
-        ({"name": "workers.tasks.gone"}, "no task named"),
+        (
+            {"name": "workers.tasks.gone"},
+            "no recent worker of this shop has registered workers.tasks.gone",
+        ),
     ],
 )
 def test_retry_refusals(redis_client, setup, expected):

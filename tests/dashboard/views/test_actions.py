@@ -13,9 +13,17 @@ from django.urls import reverse
 
 from dashboard.ingest.writer import write_events
 from dashboard.models import OperatorAction, TaskRun
+from tests.catalog import register_demo_tasks
 from tests.conftest import event, new_task_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _shop_catalog() -> None:
+    """Retry decides from the shop's task catalog: the demo's tasks, as its worker reports them."""
+    register_demo_tasks()
+
 
 T0 = 1_750_000_000.0
 ROLES = ["anonymous", "viewer", "operator", "admin"]
