@@ -4,7 +4,9 @@ Every action runs the same steps: permission → state check at write time → a
 after the transaction commits → outcome on the audit row. The state check's rules live in
 ``dashboard.selectors.action_options``, which the pages use to offer only what will succeed. The
 check is a compare-and-swap on the task rows, read under lock (``_claim_chunk``), so two clicks or
-two operators, single or bulk, produce exactly one retry. Refusals are audited too.
+two operators, single or bulk, produce exactly one retry. Refusals are audited too. The Celery
+calls go to the shop's broker (``workers.control``); one that does not reach it is audited as
+failed with the reason and its claim released, so the row never claims what did not happen.
 
 A bulk action of thousands of tasks stays a handful of statements: the task catalog is read once
 per request, and every step works on chunks of ``CHUNK`` tasks (one SELECT … FOR UPDATE and one

@@ -179,10 +179,6 @@ def _broker_error(exc: BaseException, app: Celery, queue: str | None = None) -> 
     return BrokerError(f"broker {name} refused it ({detail})")
 
 
-def is_registered(app: Celery, name: str) -> bool:
-    return name in app.tasks
-
-
 def publish_retry(
     *,
     name: str,
