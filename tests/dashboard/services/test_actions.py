@@ -25,7 +25,7 @@ from dashboard.services import (
     task_runs_bulk,
 )
 from tasktrail import revocations
-from tests.catalog import register_demo_tasks
+from tests.catalog import register_demo_tasks, register_task
 from tests.conftest import event, new_task_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -421,3 +421,17 @@ def test_bulk_preview_counts_what_the_bulk_action_does(redis_client):
     result = task_runs_bulk(user=operator, kind="retry", reason="fixed", task_ids=ids)
     assert (preview.acted_on, preview.refused_count) == (len(result.done), len(result.refused))
     assert preview.refused == [(result.refused[opted_out], 1)]
+
+
+def test_a_retry_goes_to_the_catalogs_queue_only_when_the_row_has_none(redis_client):
+    register_task("workers.tasks.send_invoice", hostname="inventory@h", queue="inventory")
+    operator = user_in("operator")
+    without_queue = failed_invoice(queue=None)
+    with_queue = failed_invoice()  # recorded on "default"
+    for task_id in (without_queue, with_queue):
+        assert task_run_retry(user=operator, task_id=task_id, reason="x").refused == {}
+    [to_inventory] = queued(redis_client, "inventory")
+    [to_default] = queued(redis_client, "default")
+    assert to_inventory["headers"]["tasktrail_retry_of"] == without_queue
+    assert to_default["headers"]["tasktrail_retry_of"] == with_queue
+    assert TaskRun.objects.get(task_id=without_queue).queue is None  # the default is not stored
