@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from dashboard.views import actions, alerts, api, live, pages, preferences
+from dashboard.views import actions, alerts, api, live, pages, preferences, results
 from dashboard.views import audit as audit_views
 from dashboard.views import export as export_views
 
@@ -31,6 +31,7 @@ urlpatterns = [
     path("tasks/bulk/", actions.bulk_confirm, name="bulk-confirm"),
     path("tasks/bulk/run", actions.bulk_action, name="bulk-action"),
     path("tasks/<task_id:task_id>/", pages.task_detail_page, name="task-detail"),
+    path("tasks/<task_id:task_id>/result", results.task_result_partial, name="task-result"),
     path("tasks/<task_id:task_id>/<str:kind>", actions.task_action, name="task-action"),
     path("audit/", actions.audit_page, name="audit"),
     path("audit/<int:action_id>/", audit_views.audit_action_page, name="audit-action"),
