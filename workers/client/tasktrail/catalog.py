@@ -2,9 +2,10 @@
 them needs to know (queue, opt-out from retries, max_retries, time limits).
 
 Each worker's main process reports its catalog when it is ready (``worker_ready``) and again every
-``REPORT_INTERVAL`` seconds from a daemon thread, as one entry of the event stream under its own
-field (``c``), so the dashboard learns the shop's tasks without importing the shop's code. Sending
-never raises into the worker: a failure is logged and the next report tries again.
+ten minutes (``TASKTRAIL_CATALOG_INTERVAL`` seconds, if set) from a daemon thread, so a worker that
+runs for weeks stays "recent". A report is one entry of the event stream under its own field
+(``c``): the dashboard learns the shop's tasks without importing the shop's code. Sending never
+raises into the worker: a failure is logged and the next report tries again.
 
 Bounds: at most ``MAX_TASKS`` tasks per report (the rest are left out and counted in
 ``truncated``); names, queues, the app name and the hostname at most ``MAX_TEXT`` characters
@@ -38,6 +39,7 @@ MAX_TEXT: Final = 255
 # 5,000 tasks of 255-character names and queues take about 2.7 MB; anything larger is not ours.
 MAX_ENTRY_BYTES: Final = 4 * 1024 * 1024
 REPORT_INTERVAL: Final = 600.0  # seconds; each report waits 90-110 % of it, so workers spread out
+ENV_INTERVAL: Final = "TASKTRAIL_CATALOG_INTERVAL"
 RETRYABLE_ATTRIBUTE: Final = "tasktrail_retryable"
 _MAX_INT: Final = 2**31
 _MAX_SECONDS: Final = 10.0**9  # a time limit beyond ~31 years is not one
@@ -378,6 +380,21 @@ def current() -> Reporter | None:
     return _reporter
 
 
+def report_interval(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds between reports: ``TASKTRAIL_CATALOG_INTERVAL`` (1 to 86400), else the default."""
+    text = (os.environ if environ is None else environ).get(ENV_INTERVAL, "").strip()
+    if not text:
+        return REPORT_INTERVAL
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 1 <= value <= 86400:
+        logger.warning("tasktrail catalog: %s=%r is not 1-86400 seconds", ENV_INTERVAL, text[:50])
+        return REPORT_INTERVAL
+    return value
+
+
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     global _reporter
     try:
@@ -391,7 +408,7 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         if target is None:
             return
         hostname = getattr(sender, "hostname", None) or f"{app.main or 'celery'}@{os.uname()[1]}"
-        _reporter = Reporter(app, str(hostname), target)
+        _reporter = Reporter(app, str(hostname), target, interval=report_interval())
         _reporter.start()
     except Exception:
         logger.exception("tasktrail catalog: could not report this worker's tasks (ignored)")
