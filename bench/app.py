@@ -94,7 +94,7 @@ if USES_DJANGO:
 elif VARIANT in ("recorder", "recorder-alone", *TRACED):
     from tasktrail import recorder
 
-    recorder.install(app, redis_url=REDIS_URL, stream=STREAM)
+    recorder.install(app, recorder_url=REDIS_URL, stream=STREAM)
     if VARIANT in TRACED:
         from tasktrail.tracing.setup import install_worker_hooks
 

@@ -1,7 +1,9 @@
 """The Celery app of a Django project using tasktrail, configured from Django settings.
 
-``celery -A workers.celery_app worker`` runs a worker; the recorder is installed on import, so every
-process that loads this app (web, worker, monitor) records the tasks it publishes or runs.
+``celery -A workers.celery_app worker`` runs a worker; tasktrail is installed on import, as a shop
+would install it, so every process that loads this app (web, worker, monitor) records the tasks it
+publishes or runs. The service's settings are passed as options, so the demo records where the
+dashboard reads.
 """
 
 from __future__ import annotations
@@ -10,8 +12,7 @@ import os
 
 from celery import Celery
 
-from tasktrail import recorder, revocations
-from tasktrail.tracing.setup import install_worker_hooks
+import tasktrail
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 
@@ -19,21 +20,18 @@ app = Celery("tasktrail", include=["workers.tasks"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 
-def _install_recorder() -> None:
+def _install_tasktrail() -> None:
     from django.conf import settings
 
     # Celery's Django fix-up reads this name from the app's own config, not the namespaced one.
     app.conf.CELERY_DB_REUSE_MAX = settings.CELERY_DB_REUSE_MAX
-    recorder.install(
+    tasktrail.install(
         app,
-        redis_url=settings.TASKTRAIL_RECORDER_URL,
+        recorder_url=settings.TASKTRAIL_RECORDER_URL,
         stream=settings.TASKTRAIL_STREAM,
         max_args_bytes=settings.TASKTRAIL_MAX_ARGS_BYTES,
         secret_keys=settings.TASKTRAIL_REDACT_KEYS,
     )
-    revocations.install(app, settings.REDIS_URL)
-    # Tracing (OTEL_* variables) starts in each pool process, after the fork (tasktrail.tracing).
-    install_worker_hooks()
 
 
-_install_recorder()
+_install_tasktrail()

@@ -1,10 +1,10 @@
 """Celery signal receivers that turn each task event into one small event on a Redis stream.
 
-Add recording to any Celery app, Django or not, with one call::
-
-    from tasktrail import recorder
-    recorder.install(app)                       # the broker's Redis
-    recorder.install(app, redis_url="redis://…") # or another one
+Installed by ``tasktrail.install(app)``, anywhere after ``Celery(...)``: the receivers are connected
+at once, the configuration (``tasktrail.config``) is read when first needed: the first publish,
+``worker_init`` or the first task signal. A configuration that cannot be used is logged once, as an
+ERROR of the ``tasktrail`` logger with credentials masked, and recording stays off in that process;
+nothing is raised into the shop's code.
 
 Rules the receivers keep: they never raise into Celery (a failure is logged and counted), never
 touch a database, and never wait on the network (events go to a per-process buffer, see
@@ -19,41 +19,46 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
 
 from celery import Celery, signals
 
-from tasktrail.events import DEFAULT_MAX_ARGS_BYTES, Event, Kind, make_event
-from tasktrail.stream_writer import DEFAULT_STREAM, StreamWriter
-from tasktrail.task_inputs import (
-    DEFAULT_SECRET_KEYS,
-    InputRule,
-    extract_input_id,
-    keep_args,
-    resolve_rule,
-)
+from tasktrail.config import ClientConfig, ConfigError, resolve
+from tasktrail.events import Event, Kind, make_event
+from tasktrail.stream_writer import StreamWriter
+from tasktrail.task_inputs import InputRule, extract_input_id, keep_args, resolve_rule
 from tasktrail.tracing.context import run_span_id
 
 logger = logging.getLogger("tasktrail.recorder")
+config_logger = logging.getLogger("tasktrail")  # the one line that says recording is off
 
 PUBLISHED_HEADER = "tasktrail_published"
 INPUT_ID_HEADER = "tasktrail_input_id"
 RETRY_OF_HEADER = "tasktrail_retry_of"
+FLUSH_INTERVAL = 0.1  # seconds between two writes of a process's buffered events
 
 
 @dataclass
 class Recorder:
     app: Celery
     writer: StreamWriter
-    max_args_bytes: int = DEFAULT_MAX_ARGS_BYTES
-    secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS  # never the default input id
+    config: ClientConfig
     receiver_errors: int = 0
     _rules: dict[str, InputRule] = field(default_factory=dict)
     _started: dict[str, float] = field(default_factory=dict)  # task id -> start, per process
+
+    @property
+    def max_args_bytes(self) -> int:
+        return self.config.max_args_bytes
+
+    @property
+    def secret_keys(self) -> tuple[str, ...]:  # never the default input id
+        return self.config.secret_keys
 
     def rule_for(self, name: str) -> InputRule:
         rule = self._rules.get(name)
@@ -68,53 +73,112 @@ class Recorder:
         self.writer.emit(event)
 
 
-_recorder: Recorder | None = None
+@dataclass
+class _Installation:
+    """The one app this process records, and its configuration once read."""
+
+    app: Celery
+    overrides: dict[str, Any]
+    resolved: bool = False
+    recorder: Recorder | None = None  # None once resolved: recording is off (logged)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def active(self) -> Recorder | None:
+        if not self.resolved:
+            with self.lock:
+                if not self.resolved:
+                    self.recorder = _build(self.app, self.overrides)
+                    self.resolved = True
+        return self.recorder
 
 
-def install(
-    app: Celery,
-    redis_url: str | None = None,
-    *,
-    stream: str = DEFAULT_STREAM,
-    max_args_bytes: int = DEFAULT_MAX_ARGS_BYTES,
-    secret_keys: Sequence[str] = DEFAULT_SECRET_KEYS,
-    flush_interval: float = 0.1,
-) -> Recorder:
-    """Record every task of ``app`` into ``stream``. Idempotent: a second call returns the first."""
-    global _recorder
-    if _recorder is not None:
-        return _recorder
-    url = redis_url or str(app.conf.broker_url or "")
-    if not url.startswith(("redis://", "rediss://", "unix://", "valkey://")):
-        raise ValueError(f"tasktrail needs a Redis URL for its event stream, got {url!r}")
-    writer = StreamWriter(url, stream, flush_interval=flush_interval)
-    _recorder = Recorder(
-        app=app, writer=writer, max_args_bytes=max_args_bytes, secret_keys=tuple(secret_keys)
-    )
+_installation: _Installation | None = None
+_install_lock = threading.Lock()
+
+
+def app_label(app: Any) -> str:
+    return f"{getattr(app, 'main', None) or '__main__'!r} (at {id(app):#x})"
+
+
+def install(app: Celery, **overrides: Any) -> bool:
+    """Record every task of ``app``. Returns True when this call installed it.
+
+    Reads no configuration now (see the module's doc). ``app`` again: nothing changes. Another app
+    while one is installed: refused with an ERROR log line, as one process records one app.
+    """
+    global _installation
+    app = getattr(app, "_get_current_object", lambda: app)()  # celery.current_app is a proxy
+    with _install_lock:
+        installed = _installation
+        if installed is not None:
+            if installed.app is not app:
+                config_logger.error(
+                    "tasktrail is already installed for Celery app %s; install() for app %s is "
+                    "ignored: one process records one app",
+                    app_label(installed.app),
+                    app_label(app),
+                )
+            elif overrides and overrides != installed.overrides:
+                logger.warning("tasktrail: installed again with other options; the first ones stay")
+            return False
+        _installation = _Installation(app=app, overrides=dict(overrides))
     _connect()
-    return _recorder
+    return True
+
+
+def _build(app: Celery, overrides: Mapping[str, Any]) -> Recorder | None:
+    try:
+        config = resolve(app, overrides)
+        writer = StreamWriter(config.recorder_url, config.stream, flush_interval=FLUSH_INTERVAL)
+    except ConfigError as exc:
+        config_logger.error("tasktrail: recording is off for Celery app %s: %s", app.main, exc)
+        return None
+    except Exception as exc:  # its message could hold a URL: the class only
+        config_logger.error(
+            "tasktrail: recording is off for Celery app %s: configuration failed (%s)",
+            app.main,
+            type(exc).__name__,
+        )
+        return None
+    logger.debug("tasktrail recorder on: %r", config)
+    return Recorder(app=app, writer=writer, config=config)
+
+
+def installed_app() -> Celery | None:
+    installed = _installation
+    return installed.app if installed is not None else None
 
 
 def current() -> Recorder | None:
-    return _recorder
+    """The recorder of this process (reading the configuration now if not read yet), or None."""
+    installed = _installation
+    return installed.active() if installed is not None else None
+
+
+def config() -> ClientConfig | None:
+    """The resolved configuration, or None when recording is off (not installed, or unusable)."""
+    recorder = current()
+    return recorder.config if recorder is not None else None
 
 
 def flush() -> None:
     """Write buffered events now (tests, scripts about to exit)."""
-    if _recorder is not None:
-        _recorder.writer.flush()
+    installed = _installation
+    if installed is not None and installed.recorder is not None:
+        installed.recorder.writer.flush()
 
 
 def _guarded(receiver: Callable[..., None]) -> Callable[..., None]:
     @wraps(receiver)
     def run(*args: Any, **kwargs: Any) -> None:
-        recorder = _recorder
-        if recorder is None:
-            return
+        recorder = None
         try:
-            receiver(recorder, *args, **kwargs)
+            recorder = current()
+            if recorder is not None:
+                receiver(recorder, *args, **kwargs)
         except Exception:
-            recorder.receiver_errors += 1
+            if recorder is not None:
+                recorder.receiver_errors += 1
             logger.exception("tasktrail recorder: %s failed (ignored)", receiver.__name__)
 
     return run
@@ -131,12 +195,14 @@ def _timestamp(value: Any) -> float | None:
         return float(value)
     if isinstance(value, str):
         try:
-            value = dt.datetime.fromisoformat(value)
+            # Python 3.10 reads only what isoformat() writes: no "Z" suffix.
+            text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+            value = dt.datetime.fromisoformat(text)
         except ValueError:
             return None
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
+            value = value.replace(tzinfo=dt.timezone.utc)
         return value.timestamp()
     return None
 
@@ -456,11 +522,21 @@ def on_unknown(
 
 def _flush_on_shutdown(**_: Any) -> None:
     # A pool child exits with os._exit: atexit does not run there, this signal does.
-    if _recorder is not None:
+    installed = _installation
+    if installed is not None and installed.recorder is not None:
         try:
-            _recorder.writer.close()
+            installed.recorder.writer.close()
         except Exception:
             logger.exception("tasktrail recorder: final flush failed")
+
+
+def _on_worker_init(**_: Any) -> None:
+    # Read the configuration as the worker starts: an unusable one is logged now, not at the
+    # first task, and pool processes inherit it already read.
+    try:
+        current()
+    except Exception:
+        logger.exception("tasktrail recorder: reading the configuration failed (ignored)")
 
 
 _RECEIVERS: list[tuple[Any, Callable[..., None]]] = [
@@ -475,14 +551,20 @@ _RECEIVERS: list[tuple[Any, Callable[..., None]]] = [
     (signals.task_revoked, on_revoked),
     (signals.task_rejected, on_rejected),
     (signals.task_unknown, on_unknown),
+    (signals.worker_init, _on_worker_init),
     (signals.worker_process_shutdown, _flush_on_shutdown),
     (signals.worker_shutdown, _flush_on_shutdown),
 ]
+_connected = False
 
 
 def _connect() -> None:
+    global _connected
+    if _connected:
+        return
     import atexit
 
     for signal, receiver in _RECEIVERS:
         signal.connect(receiver, weak=False, dispatch_uid=f"tasktrail.{receiver.__name__}")
     atexit.register(_flush_on_shutdown)
+    _connected = True

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
 from celery import Celery, signals
+
+from tasktrail.config import ClientConfig, masked
 
 logger = logging.getLogger("tasktrail.revocations")
 
@@ -38,18 +40,39 @@ def remembered(client: redis.Redis, now: float | None = None) -> list[str]:
     return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
 
 
-def install(app: Celery, redis_url: str) -> None:
-    """Make every worker of ``app`` skip the tasks cancelled before it started."""
+def install(app: Celery, config: Callable[[], ClientConfig | None]) -> None:
+    """Make every worker of ``app`` skip the tasks cancelled before it started.
+
+    ``config()`` gives the client's configuration (None: recording is off, nothing to load): the set
+    lives in the Redis of the event stream, where the dashboard writes it.
+    """
 
     def load(sender: Any = None, **_: Any) -> None:
-        from celery.worker import state
-
         try:
-            ids = remembered(redis.Redis.from_url(redis_url, socket_timeout=5))
-        except redis.RedisError as exc:
-            logger.warning("tasktrail: could not load cancelled task ids: %s", exc)
-            return
-        state.merge_revoked(ids) if hasattr(state, "merge_revoked") else state.revoked.update(ids)
-        logger.info("tasktrail: %d cancelled task ids loaded", len(ids))
+            _load(config)
+        except Exception:  # never stop a worker from starting
+            logger.exception("tasktrail: loading cancelled task ids failed (ignored)")
 
     signals.worker_init.connect(load, weak=False, dispatch_uid="tasktrail.revocations.load")
+
+
+def _load(config: Callable[[], ClientConfig | None]) -> None:
+    from celery.worker import state
+
+    resolved = config()
+    if resolved is None:
+        return
+    client = redis.Redis.from_url(resolved.recorder_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        ids = remembered(client)
+    except redis.RedisError as exc:
+        logger.warning(
+            "tasktrail: could not load cancelled task ids from %s: %s",
+            masked(resolved.recorder_url),
+            exc,
+        )
+        return
+    finally:
+        client.close()
+    state.merge_revoked(ids) if hasattr(state, "merge_revoked") else state.revoked.update(ids)
+    logger.info("tasktrail: %d cancelled task ids loaded", len(ids))

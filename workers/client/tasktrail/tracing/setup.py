@@ -143,13 +143,17 @@ def _provider(role: str, config: TracingConfig, test_exporter: Any) -> tuple[Any
     return provider, owned
 
 
+_default_names: dict[str, str] = {}  # role -> service name, set by the host app (tasktrail.install)
+
+
 def _resource(role: str) -> Any:
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
     resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
     name = str(resource.attributes.get(SERVICE_NAME) or "")
     if not name or name.startswith("unknown_service"):
-        resource = resource.merge(Resource({SERVICE_NAME: SERVICE_NAMES.get(role, role)}))
+        fallback = _default_names.get(role) or SERVICE_NAMES.get(role, role)
+        resource = resource.merge(Resource({SERVICE_NAME: fallback}))
     return resource
 
 
@@ -298,13 +302,17 @@ def _call_provider(method: str, timeout: float) -> None:
 _FORKING_POOLS: Final = ("celery.concurrency.prefork", "celery.concurrency.solo")
 
 
-def install_worker_hooks() -> None:
+def install_worker_hooks(default_service_name: str | None = None) -> None:
     """Connect the worker signals that set tracing up in the right process. Idempotent.
 
     Safe to call in every process that loads the Celery app: outside a worker these signals never
-    fire.
+    fire. ``default_service_name``: the workers' service name when ``OTEL_SERVICE_NAME`` (or
+    ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``) does not give one.
     """
     from celery import signals
+
+    if default_service_name:
+        _default_names["worker"] = default_service_name
 
     hooks = (
         (signals.worker_init, _on_worker_init),

@@ -1,0 +1,188 @@
+"""The client's configuration: environment variables, then the Celery app's broker.
+
+Read when first needed (the first publish, ``worker_init`` or the first task signal), not when
+``tasktrail.install(app)`` is called, so a shop may configure its app after installing. Keyword
+overrides given to ``install`` win over the environment. Imports no Django.
+
+=========================== ======================== ============================================
+Variable                    Default                  Meaning
+=========================== ======================== ============================================
+TASKTRAIL_RECORDER_URL      the app's broker_url,    Redis the events are written to (redis://,
+                            when it is a Redis URL   rediss://, unix://, valkey://, valkeys://)
+TASKTRAIL_STREAM            tasktrail:events         Redis stream name
+TASKTRAIL_MAX_ARGS_BYTES    65536                    Arguments kept for retry, bytes of JSON
+TASKTRAIL_REDACT_KEYS       password,passwd,token,…  Comma list: argument names holding these
+                                                     words are never used as an input id
+=========================== ======================== ============================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from kombu.utils.url import maybe_sanitize_url
+
+from tasktrail.events import DEFAULT_MAX_ARGS_BYTES
+from tasktrail.stream_writer import DEFAULT_STREAM
+from tasktrail.task_inputs import DEFAULT_SECRET_KEYS
+
+ENV_RECORDER_URL: Final = "TASKTRAIL_RECORDER_URL"
+ENV_STREAM: Final = "TASKTRAIL_STREAM"
+ENV_MAX_ARGS_BYTES: Final = "TASKTRAIL_MAX_ARGS_BYTES"
+ENV_REDACT_KEYS: Final = "TASKTRAIL_REDACT_KEYS"
+
+MAX_ARGS_BYTES_LIMIT: Final = 1024 * 1024  # one event's arguments; the stream entry has a cap too
+MAX_STREAM_NAME: Final = 255
+
+# Schemes redis-py connects with, and the aliases kombu or Valkey users write for the same thing.
+REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
+_ALIASES: Final = (
+    ("valkey://", "redis://"),
+    ("valkeys://", "rediss://"),
+    ("redis+socket://", "unix://"),  # kombu's spelling of a Redis unix socket
+    ("socket://", "unix://"),
+)
+OVERRIDES: Final = frozenset({"recorder_url", "stream", "max_args_bytes", "secret_keys"})
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message has every credential masked."""
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    recorder_url: str  # a URL redis-py connects with (aliases already translated)
+    stream: str = DEFAULT_STREAM
+    max_args_bytes: int = DEFAULT_MAX_ARGS_BYTES
+    secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
+
+    def __repr__(self) -> str:  # never print the URL's password
+        return (
+            f"ClientConfig(recorder_url={masked(self.recorder_url)!r}, stream={self.stream!r}, "
+            f"max_args_bytes={self.max_args_bytes}, secret_keys={self.secret_keys!r})"
+        )
+
+
+def masked(url: Any) -> str:
+    """``url`` with its password replaced by ``**`` (never raises, never shows the password)."""
+    text = str(url)
+    try:
+        return str(maybe_sanitize_url(text))
+    except Exception:
+        return "<unreadable URL>" if "@" in text else text
+
+
+def resolve(
+    app: Any, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> ClientConfig:
+    """The configuration for ``app``: ``overrides``, then ``environ`` (default ``os.environ``),
+    then the app's broker. Raises ConfigError, with credentials masked, when it cannot be used."""
+    given = dict(overrides or {})
+    unknown = sorted(set(given) - OVERRIDES)
+    if unknown:
+        raise ConfigError(f"unknown tasktrail.install() option(s): {', '.join(unknown)}")
+    env = os.environ if environ is None else environ
+    return ClientConfig(
+        recorder_url=_recorder_url(app, given.get("recorder_url"), env),
+        stream=_stream(given.get("stream"), env),
+        max_args_bytes=_max_args_bytes(given.get("max_args_bytes"), env),
+        secret_keys=_secret_keys(given.get("secret_keys"), env),
+    )
+
+
+def _recorder_url(app: Any, given: Any, env: Mapping[str, str]) -> str:
+    if given:
+        return redis_url(str(given), "the recorder_url given to tasktrail.install()")
+    from_env = env.get(ENV_RECORDER_URL, "").strip()
+    if from_env:
+        return redis_url(from_env, ENV_RECORDER_URL)
+    broker = _broker_url(app)
+    if not broker:
+        raise ConfigError(
+            f"no Redis to write events to: set {ENV_RECORDER_URL}, or give the Celery app a Redis "
+            "broker_url"
+        )
+    try:
+        return redis_url(broker, "the app's broker_url")
+    except ConfigError:
+        raise ConfigError(
+            f"the app's broker_url {masked(broker)} is not a Redis URL: set {ENV_RECORDER_URL} to "
+            "the Redis the events go to (redis://, rediss:// or unix://)"
+        ) from None
+
+
+def _broker_url(app: Any) -> str:
+    value = getattr(getattr(app, "conf", None), "broker_url", None)  # CELERY_BROKER_URL wins there
+    if isinstance(value, list | tuple):  # failover list: the first is the one in use
+        value = value[0] if value else None
+    text = str(value or "").strip()
+    return text.split(";", 1)[0].strip()  # kombu's "url1;url2" failover spelling
+
+
+def redis_url(url: str, source: str) -> str:
+    """``url`` as redis-py connects with it, or ConfigError naming ``source``."""
+    url = url.strip()
+    lowered = url.lower()
+    for alias, scheme in _ALIASES:
+        if lowered.startswith(alias):
+            url = scheme + url[len(alias) :]
+            lowered = url.lower()
+            break
+    if not lowered.startswith(REDIS_SCHEMES):
+        raise ConfigError(
+            f"{source} {masked(url)} is not a Redis URL (redis://, rediss://, unix://, valkey://)"
+        )
+    from redis.connection import parse_url
+
+    try:
+        parse_url(url)
+    except Exception as exc:  # a bad port, a bad query value: say what, without the password
+        raise ConfigError(
+            f"{source} {masked(url)} cannot be used: {_without(str(exc), url)}"
+        ) from None
+    return url
+
+
+def _without(message: str, url: str) -> str:
+    # An error message from parsing might quote the URL, password included.
+    return message.replace(url, masked(url))[:200]
+
+
+def _stream(given: Any, env: Mapping[str, str]) -> str:
+    value = str(given if given is not None else env.get(ENV_STREAM, "") or DEFAULT_STREAM).strip()
+    if not value or len(value) > MAX_STREAM_NAME or not value.isprintable():
+        raise ConfigError(f"{ENV_STREAM} must be 1 to {MAX_STREAM_NAME} printable characters")
+    return value
+
+
+def _max_args_bytes(given: Any, env: Mapping[str, str]) -> int:
+    raw: Any = given if given is not None else env.get(ENV_MAX_ARGS_BYTES, "").strip()
+    if raw == "" or raw is None:
+        return DEFAULT_MAX_ARGS_BYTES
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        number = int(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{ENV_MAX_ARGS_BYTES} must be a whole number of bytes, got {str(raw)[:40]!r}"
+        ) from None
+    if not 0 <= number <= MAX_ARGS_BYTES_LIMIT:
+        raise ConfigError(f"{ENV_MAX_ARGS_BYTES} must be 0 to {MAX_ARGS_BYTES_LIMIT}, got {number}")
+    return number
+
+
+def _secret_keys(given: Any, env: Mapping[str, str]) -> tuple[str, ...]:
+    if given is not None:
+        items: Sequence[Any] = given.split(",") if isinstance(given, str) else list(given)
+    elif env.get(ENV_REDACT_KEYS, "").strip():
+        items = env[ENV_REDACT_KEYS].split(",")
+    else:
+        return DEFAULT_SECRET_KEYS
+    keys = tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+    if not keys:
+        raise ConfigError(f"{ENV_REDACT_KEYS} names no key (use the default by leaving it unset)")
+    return keys
