@@ -89,7 +89,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def print_help() -> None:
+    import django
     from django.core.management import ManagementUtility
+
+    django.setup()  # the apps' commands (monitor, createuser) are listed only once they are loaded
 
     sys.stdout.write(HELP)
     sys.stdout.write(ManagementUtility([PROG]).main_help_text() + "\n")
