@@ -129,6 +129,7 @@ def main(argv: list[str]) -> int:
     variants, sections = selected(options.only)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    os.environ.setdefault("TASKTRAIL_EMBEDDED_REDIS", "1")  # used only without REDIS_URL
     import django
 
     django.setup()  # starts the embedded Valkey when REDIS_URL is not set

@@ -91,6 +91,7 @@ def measure(bench: Any, names: list[str], cycles: int) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     options = parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    os.environ.setdefault("TASKTRAIL_EMBEDDED_REDIS", "1")  # used only without REDIS_URL
     import django
 
     django.setup()  # starts the embedded Valkey when REDIS_URL is not set

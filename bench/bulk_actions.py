@@ -126,6 +126,7 @@ def main(argv: list[str]) -> int:
     # Before Django starts: the recorder reads its stream name from the settings.
     os.environ["TASKTRAIL_STREAM"] = f"bench:{run_id}:events"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    os.environ.setdefault("TASKTRAIL_EMBEDDED_REDIS", "1")  # used only without REDIS_URL
     import django
 
     django.setup()

@@ -49,6 +49,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def _setup(run: str) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.queues_settings"
+    os.environ.setdefault("TASKTRAIL_EMBEDDED_REDIS", "1")  # used only without REDIS_URL
     os.environ["BENCH_CONTROL_EXCHANGE"] = f"bench.{run}.control"
     os.environ["TASKTRAIL_STREAM"] = f"bench:{run}:queues:events"
     os.environ["TASKTRAIL_METRICS_TOKEN"] = METRICS_TOKEN
