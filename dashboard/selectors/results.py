@@ -129,6 +129,7 @@ def _from_backend(url: str, task_id: str) -> StoredResult:
     try:
         payload = future.result(timeout=READ_DEADLINE_SECONDS)
     except concurrent.futures.TimeoutError:
+        future.cancel()  # still queued behind reads that hang: not started later for nobody
         reason = f"no answer within {READ_DEADLINE_SECONDS:g} s"
         return StoredResult(Outcome.UNREACHABLE, source, f"result backend unreachable: {reason}")
     except _Unusable as exc:

@@ -4,6 +4,7 @@ in the test database."""
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -186,6 +187,17 @@ def test_an_unreachable_backend_gives_a_clear_message_without_its_password(setti
     assert result.message.startswith("result backend unreachable: ")
     assert "s3cret-pw" not in result.message + result.source
     assert result.source == "redis://:**@127.0.0.1:1/0"
+
+
+def test_a_backend_that_never_answers_is_unreachable_not_a_stuck_page(settings):
+    # A port that accepts connections and never replies: the read ends by its timeouts.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        settings.TASKTRAIL_RESULT_BACKEND = f"redis://127.0.0.1:{port}/0"
+        result = task_result(task_id=recorded_task())
+    assert result is not None and result.outcome == Outcome.UNREACHABLE
+    assert result.message.startswith("result backend unreachable: ")
+    assert "imeout" in result.message or "no answer within" in result.message
 
 
 def test_the_rpc_backend_is_explained(settings):
