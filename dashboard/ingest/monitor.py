@@ -28,7 +28,7 @@ from dashboard.ingest.catalog import write_catalog
 from dashboard.ingest.stream import Entry, StreamConsumer
 from dashboard.ingest.writer import write_events
 from tasktrail.catalog import CatalogError, Report, decode_catalog, is_catalog
-from tasktrail.events import Event, Rejected, decode_entry
+from tasktrail.events import ENTRY_FIELD, Event, Rejected, decode_entry
 
 logger = logging.getLogger("tasktrail.monitor")
 
@@ -109,7 +109,8 @@ class Monitor:
                 report = self._decode_catalog(entry_id, fields)
                 if report is not None:
                     reports.append((entry_id, report))
-                continue
+                if ENTRY_FIELD not in fields:
+                    continue  # a catalog only (an entry with events too has both read)
             try:
                 decoded, rejected = decode_entry(fields)
             except Exception as exc:  # a decoder bug must not make the entry a poison pill
