@@ -149,14 +149,41 @@ def spawn_in(cwd: Path, command: Sequence[str], env: Mapping[str, str]) -> Child
     return Child(process, Output(process.stdout), group=True)
 
 
-@contextlib.contextmanager
-def running(children: list[Child]) -> Iterator[list[Child]]:
-    """Stops every child started into ``children`` on the way out, whatever happened."""
-    try:
-        yield children
-    finally:
-        for child in reversed(children):
+class Processes:
+    """The long-running children of a test, by name; each stopped on the way out."""
+
+    def __init__(self) -> None:
+        self.children: list[tuple[str, Child]] = []
+
+    def start(self, name: str, cwd: Path, command: Sequence[str], env: Mapping[str, str]) -> Child:
+        child = spawn_in(cwd, command, env)
+        self.children.append((name, child))
+        return child
+
+    def stop_all(self) -> None:
+        for _, child in reversed(self.children):
             child.stop(timeout=20)
+
+    def report(self, lines: int = 40) -> str:
+        return "".join(
+            f"\n--- {name} (pid {child.process.pid}, exit {child.process.poll()}) ---\n"
+            + child.output.tail(lines)
+            for name, child in self.children
+        )
+
+
+@contextlib.contextmanager
+def running() -> Iterator[Processes]:
+    """Processes stopped on the way out, whatever happened; on a failure the end of each one's
+    output is printed (pytest shows it with the failure)."""
+    processes = Processes()
+    try:
+        yield processes
+    except BaseException:
+        print(processes.report())
+        raise
+    finally:
+        processes.stop_all()
 
 
 def wait_for(
