@@ -96,6 +96,17 @@ _installation: _Installation | None = None
 _install_lock = threading.Lock()
 
 
+def _fresh_locks() -> None:
+    # A fork while another thread held a lock would leave it held forever in the child.
+    global _install_lock
+    _install_lock = threading.Lock()
+    if _installation is not None:
+        _installation.lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks)
+
+
 def app_label(app: Any) -> str:
     return f"{getattr(app, 'main', None) or '__main__'!r} (at {id(app):#x})"
 
