@@ -309,19 +309,28 @@ class Reporter:
         self.interval = interval
         self.sent = 0
         self.failures = 0
-        self._tasks, self._left_out = describe(app)  # once: tasks do not change after start
+        self._described: tuple[list[TaskInfo], int] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: Any = None
 
     def report(self) -> Report:
+        if self._described is None:  # once: tasks do not change after the worker started
+            self._described = describe(self.app)
+            if self._described[1]:
+                logger.warning(
+                    "tasktrail catalog: %d task names left out (over %d tasks, or unusable names)",
+                    self._described[1],
+                    MAX_TASKS,
+                )
+        tasks, left_out = self._described
         return Report(
             hostname=(_text(self.hostname) or "unknown").strip() or "unknown",
             app=_text(self.app.main) or "",
             ts=time.time(),
-            tasks=tuple(self._tasks),
+            tasks=tuple(tasks),
             pid=os.getpid(),
-            truncated=self._left_out,
+            truncated=left_out,
         )
 
     def send(self) -> bool:
@@ -343,18 +352,13 @@ class Reporter:
         return True
 
     def start(self) -> None:
-        """Report now, then periodically from a daemon thread of this (the main) process."""
-        self.send()
-        if self._left_out:
-            logger.warning(
-                "tasktrail catalog: %d task names left out (over %d tasks, or unusable names)",
-                self._left_out,
-                MAX_TASKS,
-            )
+        """Report now, then periodically, from a daemon thread of this (the main) process: the
+        worker is not held up (describing 5,000 tasks takes about a second)."""
         self._thread = threading.Thread(target=self._run, name="tasktrail-catalog", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        self.send()
         while not self._stop.wait(self.interval * random.uniform(0.9, 1.1)):
             self.send()
 
