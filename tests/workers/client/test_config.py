@@ -68,6 +68,8 @@ def test_the_recorder_url_from_the_environment_wins_over_the_broker():
     [
         ({"TASKTRAIL_RECORDER_URL": "http://u:hunter2@x/"}, "not a Redis URL"),
         ({"TASKTRAIL_RECORDER_URL": "redis://u:hunter2@x:notaport/0"}, "cannot be used"),
+        ({"TASKTRAIL_RECORDER_URL": "unix:///s.sock?db=x&password=hunter2"}, "cannot be used"),
+        ({"TASKTRAIL_RECORDER_URL": "ftp://x/?Password=hunter2;token=hunter2"}, "not a Redis"),
         ({"TASKTRAIL_MAX_ARGS_BYTES": "lots"}, "whole number"),
         ({"TASKTRAIL_MAX_ARGS_BYTES": "-1"}, "must be 0 to"),
         ({"TASKTRAIL_MAX_ARGS_BYTES": str(10**9)}, "must be 0 to"),

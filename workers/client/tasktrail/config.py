@@ -19,6 +19,7 @@ TASKTRAIL_REDACT_KEYS       password,passwd,token,…  Comma list: argument name
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -66,13 +67,21 @@ class ClientConfig:
         )
 
 
+_SECRET_QUERY: Final = re.compile(
+    r"([?&;](?:password|passwd|pass|pwd|secret|token|[a-z_]*secret_key|sasl_password)=)[^&;#]*",
+    re.IGNORECASE,
+)
+
+
 def masked(url: Any) -> str:
-    """``url`` with its password replaced by ``**`` (never raises, never shows the password)."""
+    """``url`` with its password replaced by ``**``, in the user part and in the query (redis-py
+    reads ``unix:///sock?password=…``). Never raises, never shows the password."""
     text = str(url)
     try:
-        return str(maybe_sanitize_url(text))
+        text = str(maybe_sanitize_url(text))
     except Exception:
-        return "<unreadable URL>" if "@" in text else text
+        return "<unreadable URL>"
+    return _SECRET_QUERY.sub(r"\1**", text)
 
 
 def resolve(
