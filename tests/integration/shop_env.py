@@ -119,7 +119,12 @@ def pip_install(bin_dir: Path, *args: str, cwd: Path, timeout: float = 600) -> s
 def build_wheels(python: str, dist: Path) -> tuple[Path, Path]:
     """The client and service wheels, as ``make dist`` builds them, into ``dist``."""
     command = [python, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), "./workers/client", "."]
-    run(command, env=base_env(), cwd=ROOT, timeout=300)
+    try:  # the build backend (hatchling) comes from the package index
+        run(command, env=base_env(), cwd=ROOT, timeout=300)
+    except AssertionError as exc:
+        if any(marker in str(exc) for marker in NETWORK_ERRORS):
+            raise Unreachable("package index unreachable: pip wheel (build backend)") from exc
+        raise
     client = dist / "tasktrail-0.1.0-py3-none-any.whl"
     server = dist / "tasktrail_server-0.1.0-py3-none-any.whl"
     built = sorted(p.name for p in dist.iterdir())

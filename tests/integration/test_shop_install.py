@@ -89,21 +89,24 @@ def installation(
         cwd=tmp,
         timeout=30,
     ).strip()
+    # Which Python the shop runs on is part of the result: said on the terminal, not captured.
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\nshop virtualenv: Python {version} ({base_python})")
-    client_wheel, server_wheel = build_wheels(sys.executable, tmp / "dist")
-    shop_bin = make_venv(base_python, tmp / "shop-venv")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nshop virtualenv: Python {version} ({base_python})")
     try:
+        client_wheel, server_wheel = build_wheels(sys.executable, tmp / "dist")
+        shop_bin = make_venv(base_python, tmp / "shop-venv")
         pip_install(shop_bin, *SHOP_REQUIREMENTS, cwd=tmp)
+        freeze_before = freeze(shop_bin)
+        pip_install(shop_bin, str(client_wheel), cwd=tmp)
+        # The service runs on this suite's Python (it needs 3.11+), pinned to the locked versions.
+        service_bin = make_venv(sys.executable, tmp / "service-venv")
+        lock = str(ROOT / "requirements.lock")
+        pip_install(service_bin, "-c", lock, str(server_wheel), str(client_wheel), cwd=tmp)
     except Unreachable as exc:
         pytest.skip(str(exc))
-    freeze_before = freeze(shop_bin)
-    pip_install(shop_bin, str(client_wheel), cwd=tmp)
-    # The service runs on this suite's Python (it needs 3.11+), pinned to the locked versions.
-    service_bin = make_venv(sys.executable, tmp / "service-venv")
-    lock = str(ROOT / "requirements.lock")
-    pip_install(service_bin, "-c", lock, str(server_wheel), str(client_wheel), cwd=tmp)
     return Installation(
         tmp, base_python, shop_bin, service_bin, client_wheel, server_wheel, freeze_before
     )
@@ -398,3 +401,13 @@ def test_service_records_retries_and_cancels_the_shops_tasks(
         # Skipped by the worker itself, from the cancel it loaded when it started: no other worker
         # was there to hear the cancel's broadcast.
         worker.output.wait_for(f"Discarding revoked task: workers.tasks.ship_order[{queued}]", 10)
+
+        # Both actions are on the audit page, by the operator who took them.
+        audit = browser.get(f"/audit/?user={OPERATOR}")
+        assert audit.status == 200
+        for task_id in (order["stock"], queued):
+            assert task_id in audit.body, f"{task_id} missing from the audit page"
+        # The recorder never failed in the shop's processes.
+        assert "tasktrail" not in "".join(
+            line for line in worker.output.text.splitlines(True) if "ERROR" in line
+        ), worker.output.text[-3000:]
