@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from django.conf import settings
+from django.db.models import Max
 from django.utils import timezone
 
 from dashboard.models import RegisteredTask
@@ -46,9 +47,11 @@ class TaskCatalog:
         self.now = now or timezone.now()
         self.cutoff = self.now - dt.timedelta(seconds=settings.TASKTRAIL_CATALOG_MAX_AGE_SECONDS)
         self._known: dict[str, KnownTask | None] = {}
+        self._last: dict[str, dt.datetime | None] = {}  # names no recent worker has
 
     def load(self, names: Iterable[str | None]) -> None:
-        """Read the recent reports of ``names`` not read yet (one query per 500 names)."""
+        """Read the recent reports of ``names`` not read yet: one query per 500 names, and one more
+        for those no recent worker has (when any worker last had them)."""
         wanted = sorted({n for n in names if n and n not in self._known})
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
@@ -63,6 +66,15 @@ class TaskCatalog:
             for name in chunk:
                 found = by_name.get(name)
                 self._known[name] = _known_task(found) if found else None
+            missing = [name for name in chunk if self._known[name] is None]
+            if missing:  # when they were last seen, for the refusal (one query, not one per task)
+                self._last.update(dict.fromkeys(missing))
+                self._last.update(
+                    RegisteredTask.objects.filter(name__in=missing)
+                    .values("name")
+                    .annotate(last=Max("last_reported_at"))
+                    .values_list("name", "last")
+                )
 
     def get(self, name: str | None) -> KnownTask | None:
         """The task as the newest recent report has it; None when no recent worker has it."""
@@ -74,12 +86,10 @@ class TaskCatalog:
 
     def last_reported(self, name: str) -> dt.datetime | None:
         """When any worker last reported ``name``, however long ago (old rows are kept a while)."""
-        return (
-            RegisteredTask.objects.filter(name=name)
-            .order_by("-last_reported_at")
-            .values_list("last_reported_at", flat=True)
-            .first()
-        )
+        known = self.get(name)
+        if known is not None:
+            return known.last_reported_at
+        return self._last.get(name)
 
     def default_queue(self, name: str | None) -> str | None:
         known = self.get(name)
