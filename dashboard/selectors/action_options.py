@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from django.contrib.auth.models import AnonymousUser, User
 
@@ -21,12 +21,7 @@ from dashboard.models import (
     OperatorAction,
     TaskRun,
 )
-from dashboard.selectors.catalog import task_catalog
-
-if TYPE_CHECKING:
-    from celery import Celery
-
-    from dashboard.selectors.catalog import TaskCatalog
+from dashboard.selectors.catalog import TaskCatalog, task_catalog
 
 Kind = OperatorAction.Kind
 
@@ -45,14 +40,6 @@ _STATES: Final = {
     Kind.CANCEL: CANCELLABLE_STATES,
     Kind.TERMINATE: TERMINABLE_STATES,
 }
-
-
-def celery_app() -> Celery:
-    """The app that sends operator actions to the broker. Never used to decide what may be done:
-    that is the shop's task catalog (``dashboard.selectors.catalog``)."""
-    from workers.celery_app import app
-
-    return app
 
 
 def retry_precheck(catalog: TaskCatalog, task: TaskRun) -> str | None:
