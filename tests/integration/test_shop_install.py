@@ -256,7 +256,6 @@ def test_service_records_retries_and_cancels_the_shops_tasks(
     service = base_env(
         DATABASE_URL=service_database,
         TASKTRAIL_DATA_DIR=str(tmp_path / "data"),
-        REDIS_URL=redis_url,
         TASKTRAIL_RECORDER_URL=redis_url,
         TASKTRAIL_STREAM=names.stream,
         TASKTRAIL_BROKER_URL=redis_url,
@@ -267,7 +266,7 @@ def test_service_records_retries_and_cancels_the_shops_tasks(
         SHOP_BROKER_URL=redis_url,
         SHOP_BROKER_TRANSPORT_OPTIONS=names.transport_options,
         SHOP_MARKER_DIR=str(markers),
-        TASKTRAIL_RECORDER_URL=redis_url,
+        # No TASKTRAIL_RECORDER_URL: the client writes to the shop's Redis broker by default.
         TASKTRAIL_STREAM=names.stream,
     )
     tasktrail = str(inst.service_bin / "tasktrail")
