@@ -235,6 +235,20 @@ class _Forms(HTMLParser):
             self._open = None
 
 
+def table_rows(html: str) -> dict[str, list[str]]:
+    """The rows of the page's table body: the row header's text -> the other cells' texts."""
+    rows: dict[str, list[str]] = {}
+    body = html.split("<tbody>", 1)[-1].split("</tbody>", 1)[0] if "<tbody>" in html else ""
+    for row in re.findall(r"<tr>(.*?)</tr>", body, re.S):
+        cells = [
+            re.sub(r"<[^>]+>", "", c).strip()
+            for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
+        ]
+        if cells:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
 def forms(html: str) -> list[Form]:
     parser = _Forms()
     parser.feed(html)
