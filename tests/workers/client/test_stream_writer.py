@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
 
+import pytest
 from django.conf import settings
 
 from tasktrail.events import decode_entry, make_event
@@ -93,3 +96,96 @@ def test_forked_child_starts_empty_and_writes_its_own_events(redis_client):
     writer.flush()
     assert sorted(e["task_id"] for e in read_events(redis_client, stream)) == ["child", "parent"]
     writer.close()
+
+
+# -- the stream's length cap -----------------------------------------------------------------------
+
+
+def write_entries(writer: StreamWriter, count: int) -> None:
+    for i in range(count):
+        writer.emit(make_event("received", f"t{i}", T))
+        assert writer.flush() is True  # one stream entry per flush
+
+
+def trimmed_hash(client, stream: str) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in client.hgetall(stream + ":trimmed").items()}
+
+
+def test_trimming_past_the_cap_counts_every_entry_it_drops(redis_client):
+    stream = settings.TASKTRAIL_STREAM
+    redis_client.xgroup_create(stream, "tasktrail-monitor", id="0", mkstream=True)
+    writer = StreamWriter(settings.REDIS_URL, stream, flush_interval=60, max_entries=50)
+    write_entries(writer, 120)
+    # a monitor read some (pending, not acknowledged): still unfinished, so counted if trimmed
+    redis_client.xreadgroup("tasktrail-monitor", "m1", {stream: ">"}, count=30)
+    write_entries(writer, 380)
+    counted = trimmed_hash(redis_client, stream)
+    length = redis_client.xlen(stream)
+    assert int(counted["entries"]) > 0
+    assert int(counted["entries"]) + length == 500  # nothing left the stream uncounted
+    assert writer.stats.trimmed == int(counted["entries"])
+    assert length < 50 + 2 * 100  # an approximate trim keeps up to one node over the cap
+    assert counted["cap"] == "50" and float(counted["at"]) > 0
+    writer.close()
+
+
+def test_no_trim_below_the_cap_nor_with_the_cap_off(redis_client):
+    stream = settings.TASKTRAIL_STREAM
+    write_entries(StreamWriter(settings.REDIS_URL, stream, flush_interval=60, max_entries=0), 300)
+    write_entries(StreamWriter(settings.REDIS_URL, stream, flush_interval=60, max_entries=1000), 5)
+    assert redis_client.xlen(stream) == 305
+    assert "entries" not in trimmed_hash(redis_client, stream)
+
+
+@pytest.fixture
+def restricted_url(redis_client) -> Iterator[Callable[[str], str]]:
+    """A Redis user refused the commands given (an ACL), as a managed Redis may be."""
+    made: list[str] = []
+
+    def url_without(commands: str) -> str:
+        user = f"tt-test-{os.getpid()}-{len(made)}"
+        rules = ["on", ">pw", "~*", "&*", "+@all", *(f"-{c}" for c in commands.split())]
+        redis_client.acl_setuser(user, reset=True)
+        redis_client.execute_command("ACL", "SETUSER", user, *rules)
+        made.append(user)
+        parts = urlsplit(settings.REDIS_URL)
+        return parts._replace(netloc=f"{user}:pw@{parts.hostname}:{parts.port}").geturl()
+
+    yield url_without
+    for user in made:
+        redis_client.acl_deluser(user)
+
+
+def test_a_redis_refusing_xtrim_never_raises_into_the_shop(redis_client, restricted_url, caplog):
+    stream = settings.TASKTRAIL_STREAM
+    url = restricted_url("xtrim eval evalsha")
+    writer = StreamWriter(url, stream, flush_interval=60, max_entries=10)
+    write_entries(writer, 150)  # every flush succeeds: the events are written, the cap is not
+    assert redis_client.xlen(stream) == 150
+    assert writer.stats.written == 150 and writer.stats.failed_trims >= 1
+    assert "cannot trim" in caplog.text
+    writer.close()
+
+
+def test_without_scripts_the_trim_is_still_counted(redis_client, restricted_url):
+    stream = settings.TASKTRAIL_STREAM
+    writer = StreamWriter(restricted_url("eval evalsha"), stream, flush_interval=60, max_entries=20)
+    write_entries(writer, 400)
+    counted = int(trimmed_hash(redis_client, stream)["entries"])
+    assert counted > 0 and counted + redis_client.xlen(stream) == 400
+    writer.close()
+
+
+def test_the_cap_comes_from_install_then_the_environment():
+    from celery import Celery
+
+    from tasktrail.config import ConfigError, resolve
+
+    app = Celery("shop", broker="redis://127.0.0.1:6379/0")
+    assert resolve(app, environ={}).stream_max_entries == 1_000_000
+    env = {"TASKTRAIL_STREAM_MAX_ENTRIES": "5000"}
+    assert resolve(app, environ=env).stream_max_entries == 5000
+    assert resolve(app, {"stream_max_entries": 0}, environ=env).stream_max_entries == 0
+    for bad in ("lots", "-1", "1e6"):
+        with pytest.raises(ConfigError, match="TASKTRAIL_STREAM_MAX_ENTRIES"):
+            resolve(app, environ={"TASKTRAIL_STREAM_MAX_ENTRIES": bad})

@@ -4,16 +4,19 @@ Read when first needed (the first publish, ``worker_init`` or the first task sig
 ``tasktrail.install(app)`` is called, so a shop may configure its app after installing. Keyword
 overrides given to ``install`` win over the environment. Imports no Django.
 
-=========================== ======================== ============================================
-Variable                    Default                  Meaning
-=========================== ======================== ============================================
-TASKTRAIL_RECORDER_URL      the app's broker_url,    Redis the events are written to (redis://,
-                            when it is a Redis URL   rediss://, unix://, valkey://, valkeys://)
-TASKTRAIL_STREAM            tasktrail:events         Redis stream name
-TASKTRAIL_MAX_ARGS_BYTES    65536                    Arguments kept for retry, bytes of JSON
-TASKTRAIL_REDACT_KEYS       password,passwd,token,…  Comma list: argument names holding these
-                                                     words are never used as an input id
-=========================== ======================== ============================================
+============================ ======================== ============================================
+Variable                     Default                  Meaning
+============================ ======================== ============================================
+TASKTRAIL_RECORDER_URL       the app's broker_url,    Redis the events are written to (redis://,
+                             when it is a Redis URL   rediss://, unix://, valkey://, valkeys://)
+TASKTRAIL_STREAM             tasktrail:events         Redis stream name
+TASKTRAIL_MAX_ARGS_BYTES     65536                    Arguments kept for retry, bytes of JSON
+TASKTRAIL_REDACT_KEYS        password,passwd,token,…  Comma list: argument names holding these
+                                                      words are never used as an input id
+TASKTRAIL_STREAM_MAX_ENTRIES 1000000                  Stream length cap, in entries (batches of
+                                                      events); past it the oldest unread entries
+                                                      are dropped and counted. 0: no cap
+============================ ======================== ============================================
 """
 
 from __future__ import annotations
@@ -27,16 +30,18 @@ from typing import Any, Final
 from kombu.utils.url import maybe_sanitize_url
 
 from tasktrail.events import DEFAULT_MAX_ARGS_BYTES
-from tasktrail.stream_writer import DEFAULT_STREAM
+from tasktrail.stream_writer import DEFAULT_MAX_ENTRIES, DEFAULT_STREAM
 from tasktrail.task_inputs import DEFAULT_SECRET_KEYS
 
 ENV_RECORDER_URL: Final = "TASKTRAIL_RECORDER_URL"
 ENV_STREAM: Final = "TASKTRAIL_STREAM"
 ENV_MAX_ARGS_BYTES: Final = "TASKTRAIL_MAX_ARGS_BYTES"
 ENV_REDACT_KEYS: Final = "TASKTRAIL_REDACT_KEYS"
+ENV_STREAM_MAX_ENTRIES: Final = "TASKTRAIL_STREAM_MAX_ENTRIES"
 
 MAX_ARGS_BYTES_LIMIT: Final = 1024 * 1024  # one event's arguments; the stream entry has a cap too
 MAX_STREAM_NAME: Final = 255
+MAX_ENTRIES_LIMIT: Final = 10**12
 
 # Schemes redis-py connects with, and the aliases kombu or Valkey users write for the same thing.
 REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
@@ -46,7 +51,9 @@ _ALIASES: Final = (
     ("redis+socket://", "unix://"),  # kombu's spelling of a Redis unix socket
     ("socket://", "unix://"),
 )
-OVERRIDES: Final = frozenset({"recorder_url", "stream", "max_args_bytes", "secret_keys"})
+OVERRIDES: Final = frozenset(
+    {"recorder_url", "stream", "max_args_bytes", "secret_keys", "stream_max_entries"}
+)
 
 
 class ConfigError(ValueError):
@@ -59,11 +66,13 @@ class ClientConfig:
     stream: str = DEFAULT_STREAM
     max_args_bytes: int = DEFAULT_MAX_ARGS_BYTES
     secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
+    stream_max_entries: int = DEFAULT_MAX_ENTRIES
 
     def __repr__(self) -> str:  # never print the URL's password
         return (
             f"ClientConfig(recorder_url={masked(self.recorder_url)!r}, stream={self.stream!r}, "
-            f"max_args_bytes={self.max_args_bytes}, secret_keys={self.secret_keys!r})"
+            f"max_args_bytes={self.max_args_bytes}, secret_keys={self.secret_keys!r}, "
+            f"stream_max_entries={self.stream_max_entries})"
         )
 
 
@@ -99,6 +108,7 @@ def resolve(
         stream=_stream(given.get("stream"), env),
         max_args_bytes=_max_args_bytes(given.get("max_args_bytes"), env),
         secret_keys=_secret_keys(given.get("secret_keys"), env),
+        stream_max_entries=_stream_max_entries(given.get("stream_max_entries"), env),
     )
 
 
@@ -195,3 +205,22 @@ def _secret_keys(given: Any, env: Mapping[str, str]) -> tuple[str, ...]:
     if not keys:
         raise ConfigError(f"{ENV_REDACT_KEYS} names no key (use the default by leaving it unset)")
     return keys
+
+
+def _stream_max_entries(given: Any, env: Mapping[str, str]) -> int:
+    raw: Any = given if given is not None else env.get(ENV_STREAM_MAX_ENTRIES, "").strip()
+    if raw == "" or raw is None:
+        return DEFAULT_MAX_ENTRIES
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        number = int(str(raw).replace("_", "")) if isinstance(raw, str) else int(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{ENV_STREAM_MAX_ENTRIES} must be a whole number of entries, got {str(raw)[:40]!r}"
+        ) from None
+    if not 0 <= number <= MAX_ENTRIES_LIMIT:
+        raise ConfigError(
+            f"{ENV_STREAM_MAX_ENTRIES} must be 0 (no cap) to {MAX_ENTRIES_LIMIT}, got {number}"
+        )
+    return number

@@ -140,7 +140,12 @@ def install(app: Celery, **overrides: Any) -> bool:
 def _build(app: Celery, overrides: Mapping[str, Any]) -> Recorder | None:
     try:
         config = resolve(app, overrides)
-        writer = StreamWriter(config.recorder_url, config.stream, flush_interval=FLUSH_INTERVAL)
+        writer = StreamWriter(
+            config.recorder_url,
+            config.stream,
+            flush_interval=FLUSH_INTERVAL,
+            max_entries=config.stream_max_entries,
+        )
     except ConfigError as exc:
         config_logger.error("tasktrail: recording is off for Celery app %s: %s", app.main, exc)
         return None

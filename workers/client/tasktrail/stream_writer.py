@@ -13,6 +13,14 @@ When Redis cannot be reached the batch is kept and retried with back-off; past `
 events new ones are dropped and counted (``stats``, a log warning, and the ``dropped`` field of
 the ``<stream>:recorder`` hash, e.g. ``tasktrail:events:recorder``, once Redis answers
 again; a process that exits while Redis is down can only log them).
+
+The stream has a length cap (``max_entries``, ``TASKTRAIL_STREAM_MAX_ENTRIES``) so Redis does not
+fill up while no monitor reads it. The monitor deletes what it has written, so every entry left is
+one no monitor has finished: the writers enforce the cap themselves (it must hold while the monitor
+is down) and count what they trim. Each XADD is pipelined with an XLEN (no extra round trip); past
+the cap, one script trims with ``XTRIM MAXLEN ~`` and adds the number removed to the ``entries``
+field of the ``<stream>:trimmed`` hash in the same step, so no trimmed entry goes uncounted. The
+monitor shows that count and warns well before the cap is reached.
 """
 
 from __future__ import annotations
@@ -33,6 +41,21 @@ logger = logging.getLogger("tasktrail.recorder")
 
 DEFAULT_STREAM = "tasktrail:events"
 STATS_KEY_SUFFIX = ":recorder"
+TRIMMED_KEY_SUFFIX = ":trimmed"  # hash: entries (trimmed in all), at (latest trim), cap
+DEFAULT_MAX_ENTRIES = 1_000_000
+# An approximate trim removes whole stream nodes (100 entries by default) and may remove nothing
+# just past the cap: a process tries again only once this many more entries have arrived.
+TRIM_AGAIN_AFTER = 100
+
+# Trim and count in one atomic step: the count cannot miss a trim that happened.
+TRIM_SCRIPT = """
+local removed = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[1])
+if removed > 0 then
+  redis.call('HINCRBY', KEYS[2], 'entries', removed)
+  redis.call('HSET', KEYS[2], 'at', ARGV[2])
+end
+return removed
+"""
 
 
 @dataclass
@@ -41,6 +64,8 @@ class WriterStats:
     written: int = 0
     dropped: int = 0
     failed_flushes: int = 0
+    trimmed: int = 0  # stream entries this process trimmed past the cap (all processes' too)
+    failed_trims: int = 0
 
 
 class StreamWriter:
@@ -53,6 +78,7 @@ class StreamWriter:
         max_batch: int = 2000,
         max_buffered: int = 100_000,
         max_backoff: float = 5.0,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
         self.redis_url = redis_url
         self.stream = stream
@@ -60,6 +86,7 @@ class StreamWriter:
         self.max_batch = max_batch
         self.max_buffered = max_buffered
         self.max_backoff = max_backoff
+        self.max_entries = max(0, int(max_entries))  # 0: no cap
         self._reset()
         os.register_at_fork(after_in_child=self._reset)
 
@@ -75,6 +102,9 @@ class StreamWriter:
         self._backoff_until = 0.0
         self._backoff = 0.0
         self._unreported_drops = 0
+        self._unreported_trims = 0  # trimmed without the script, not yet added to the counter
+        self._trim_floor = 0  # the stream length below which no trim is tried
+        self._cap_published = False
         self.stats = WriterStats()
 
     # -- called from signal receivers: must stay cheap and never raise ------------------------
@@ -156,8 +186,87 @@ class StreamWriter:
             )
         return self._client
 
+    @property
+    def trimmed_key(self) -> str:
+        return self.stream + TRIMMED_KEY_SUFFIX
+
     def _write(self, batch: list[Event]) -> None:
-        self._redis().xadd(self.stream, encode_batch(batch))
+        """XADD the batch; raises only when the XADD itself failed (the batch is then retried)."""
+        client = self._redis()
+        if not self.max_entries:
+            client.xadd(self.stream, encode_batch(batch))
+            return
+        pipe = client.pipeline(transaction=False)
+        pipe.xadd(self.stream, encode_batch(batch))
+        pipe.xlen(self.stream)
+        if not self._cap_published:  # so the monitor warns against the cap the writers use
+            pipe.hset(self.trimmed_key, "cap", self.max_entries)
+        replies = pipe.execute(raise_on_error=False)
+        if isinstance(replies[0], Exception):
+            raise replies[0]
+        self._cap_published = not any(isinstance(r, Exception) for r in replies[2:])
+        if isinstance(replies[1], int):
+            self._trim(client, replies[1])
+
+    def _trim(self, client: redis.Redis, length: int) -> None:
+        """Trim the stream to the cap when it is past it, counting what goes. Never raises: the
+        batch is written by now, and a failed trim is tried again later."""
+        if length <= self.max_entries and not self._unreported_trims:
+            return
+        if length <= self.max_entries or length < self._trim_floor:
+            self._report_trims(client)
+            return
+        self._trim_floor = length + TRIM_AGAIN_AFTER
+        try:
+            removed = self._trim_counted(client)
+        except Exception as exc:
+            self.stats.failed_trims += 1
+            if self.stats.failed_trims == 1:
+                logger.warning(
+                    "tasktrail recorder: cannot trim %s to its cap of %d entries (%s); it grows "
+                    "past the cap until Redis allows XTRIM",
+                    self.stream,
+                    self.max_entries,
+                    exc,
+                )
+            return
+        if removed:
+            self.stats.trimmed += removed
+            self._trim_floor = length - removed + TRIM_AGAIN_AFTER
+            logger.warning(
+                "tasktrail recorder: %s held %d entries, over its cap of %d: dropped the %d oldest "
+                "(no monitor had written them; counted in %s)",
+                self.stream,
+                length,
+                self.max_entries,
+                removed,
+                self.trimmed_key,
+            )
+
+    def _trim_counted(self, client: redis.Redis) -> int:
+        keys = [self.stream, self.trimmed_key]
+        try:
+            return int(client.eval(TRIM_SCRIPT, 2, *keys, self.max_entries, time.time()))
+        except redis.ResponseError:
+            pass
+        # Scripts refused (an ACL, a managed Redis): trim, then count; the count is kept until
+        # Redis takes it.
+        removed = int(client.xtrim(self.stream, maxlen=self.max_entries, approximate=True))
+        self._unreported_trims += removed
+        self._report_trims(client)
+        return removed
+
+    def _report_trims(self, client: redis.Redis) -> None:
+        if not self._unreported_trims:
+            return
+        count, self._unreported_trims = self._unreported_trims, 0
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.hincrby(self.trimmed_key, "entries", count)
+            pipe.hset(self.trimmed_key, "at", time.time())
+            pipe.execute()
+        except Exception:
+            self._unreported_trims += count
 
     def _report_drops(self) -> None:
         if not self._unreported_drops:
@@ -193,4 +302,9 @@ class StreamWriter:
         self._thread = None
 
     def describe(self) -> dict[str, Any]:
-        return {"stream": self.stream, "buffered": len(self._buffer), **vars(self.stats)}
+        return {
+            "stream": self.stream,
+            "max_entries": self.max_entries,
+            "buffered": len(self._buffer),
+            **vars(self.stats),
+        }
