@@ -110,6 +110,7 @@ class TaskRun(models.Model):
             ("cancel_taskrun", "Can cancel tasks that have not started"),
             ("terminate_taskrun", "Can terminate running tasks"),
             ("bulk_over_cap", "Can act on more tasks at once than the bulk cap"),
+            ("view_retention", "Can see what retention keeps and removes"),
         ]
         indexes = [
             models.Index(fields=["-first_seen_at", "-id"], name="taskrun_recent"),
@@ -126,6 +127,8 @@ class TaskRun(models.Model):
             models.Index(fields=["parent_id"], name="taskrun_parent_id"),
             models.Index(fields=["retry_of"], name="taskrun_retry_of"),
             models.Index(fields=["finished_at"], name="taskrun_finished_at"),
+            # retention picks the oldest finished rows of one state (dashboard.retention.pruner)
+            models.Index(fields=["state", "finished_at"], name="taskrun_state_finished"),
         ]
         constraints = [
             models.CheckConstraint(

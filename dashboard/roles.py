@@ -13,7 +13,7 @@ OPERATE: Final = [*VIEW, "retry_taskrun", "cancel_taskrun", "acknowledge_alertin
 ROLES: Final[dict[str, list[str]]] = {
     "viewer": VIEW,
     "operator": [*OPERATE],
-    "admin": [*OPERATE, "terminate_taskrun", "bulk_over_cap"],
+    "admin": [*OPERATE, "terminate_taskrun", "bulk_over_cap", "view_retention"],
 }
 
 

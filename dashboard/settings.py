@@ -257,6 +257,9 @@ CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
 
 # -- tasktrail -------------------------------------------------------------------------------------
 TASKTRAIL_STREAM = os.environ.get("TASKTRAIL_STREAM", "tasktrail:events")
+# The stream's length cap, which the task processes enforce (the client reads the same variable and
+# tells the monitor its value); used here until they have. The monitor warns at half of it.
+TASKTRAIL_STREAM_MAX_ENTRIES = int(os.environ.get("TASKTRAIL_STREAM_MAX_ENTRIES", "1000000"))
 # Where the recorder writes events: the stream's Redis (REDIS_URL above).
 TASKTRAIL_RECORDER_URL = REDIS_URL
 # The shop's broker, where retry, cancel and terminate go (REDIS_URL when set, else the stream's
@@ -307,3 +310,35 @@ EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 # The monitor sends mail in its loop: never wait on a mail server for long.
 EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "10"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "tasktrail@localhost")
+
+# -- retention ------------------------------------------------------------------------------------
+# What the monitor's pruning thread (and `manage.py prune`) removes; see the README's "Retention".
+# Days; 0 keeps that kind of row forever. Anything else that is not a number of days >= 0 stops the
+# start-up naming the variable.
+from dashboard.retention.policy import parse_days, parse_seconds  # noqa: E402
+
+# SUCCESS tasks, by finish time (their attempts and django-celery-results rows go with them).
+TASKTRAIL_RETENTION_DAYS = parse_days(
+    "TASKTRAIL_RETENTION_DAYS", os.environ.get("TASKTRAIL_RETENTION_DAYS"), 14
+)
+# FAILURE, REVOKED, REJECTED and LOST tasks: kept longer, for the post-mortem and the retry.
+TASKTRAIL_RETENTION_FAILED_DAYS = parse_days(
+    "TASKTRAIL_RETENTION_FAILED_DAYS", os.environ.get("TASKTRAIL_RETENTION_FAILED_DAYS"), 30
+)
+# A task that never finished is removed once this long has passed since its latest event and its
+# ETA: no event for a month means its worker and its message are gone.
+TASKTRAIL_UNFINISHED_GIVE_UP_DAYS = parse_days(
+    "TASKTRAIL_UNFINISHED_GIVE_UP_DAYS", os.environ.get("TASKTRAIL_UNFINISHED_GIVE_UP_DAYS"), 30
+)
+# Operator actions (with the tasks they touched) and resolved incidents.
+TASKTRAIL_AUDIT_RETENTION_DAYS = parse_days(
+    "TASKTRAIL_AUDIT_RETENTION_DAYS", os.environ.get("TASKTRAIL_AUDIT_RETENTION_DAYS"), 400
+)
+# How often the monitor prunes (0: never; `manage.py prune` still works) and how long one pass may
+# take before it stops and leaves the rest to the next.
+TASKTRAIL_PRUNE_EVERY_SECONDS = parse_seconds(
+    "TASKTRAIL_PRUNE_EVERY_SECONDS", os.environ.get("TASKTRAIL_PRUNE_EVERY_SECONDS"), 300
+)
+TASKTRAIL_PRUNE_PASS_SECONDS = parse_seconds(
+    "TASKTRAIL_PRUNE_PASS_SECONDS", os.environ.get("TASKTRAIL_PRUNE_PASS_SECONDS"), 60
+)
