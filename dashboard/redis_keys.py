@@ -26,3 +26,24 @@ def alert_workers(stream: str) -> str:
 def alert_snapshot(stream: str) -> str:
     """String: the latest check's figures (JSON), which the pages and /metrics show."""
     return f"{stream}:alerts:snapshot"
+
+
+def stream_trimmed(stream: str) -> str:
+    """Hash the task processes write: ``entries`` dropped past the stream's length cap (in all),
+    ``at`` the latest such trim, ``cap`` the cap they use (``tasktrail.stream_writer``)."""
+    return f"{stream}:trimmed"
+
+
+def overview_figures(stream: str) -> str:
+    """String: the overview's figures (JSON) as the monitor's latest check counted them."""
+    return f"{stream}:overview"
+
+
+def prune_lease(stream: str) -> str:
+    """String: the token of the process running a retention pass (expires unless renewed)."""
+    return f"{stream}:retention:lease"
+
+
+def prune_last(stream: str) -> str:
+    """String: the latest retention pass's figures and the next one's time (JSON), for the page."""
+    return f"{stream}:retention:last"

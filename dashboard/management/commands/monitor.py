@@ -1,7 +1,8 @@
 """``manage.py monitor``: the only writer of task rows. Runs until SIGTERM / Ctrl-C.
 
 The alert checks and the alert mail run in threads of their own beside the ingest loop
-(``dashboard.alerts.threads``), started here and stopped once the loop has returned.
+(``dashboard.alerts.threads``), and so does the retention pruning (``dashboard.retention.runner``),
+started here and stopped once the loop has returned.
 
 ``--drain`` processes what the stream holds and exits (tests, scripts, a one-off catch-up).
 
@@ -21,6 +22,7 @@ from dashboard.alerts.threads import start_alerts
 from dashboard.cli import NO_STREAM_MESSAGE
 from dashboard.ingest.monitor import Monitor
 from dashboard.ingest.stream import StreamConsumer
+from dashboard.retention.runner import start_pruning
 from tasktrail.tracing.setup import setup as setup_tracing
 
 
@@ -35,6 +37,11 @@ class Command(BaseCommand):
             "--no-alerts",
             action="store_true",
             help="Do not check queues nor send alert mail (they are off with --drain too).",
+        )
+        parser.add_argument(
+            "--no-prune",
+            action="store_true",
+            help="Do not remove old history here (off with --drain too; see `manage.py prune`).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -59,11 +66,14 @@ class Command(BaseCommand):
         if not options["drain"]:
             self.stdout.write(f"monitor {consumer.consumer}: reading {consumer.stream}")
         alerts = None if options["drain"] or options["no_alerts"] else start_alerts(client)
+        pruning = None if options["drain"] or options["no_prune"] else start_pruning(client)
         try:
             stats = monitor.run(drain=options["drain"])
         finally:
             if alerts is not None:
                 alerts.stop()
+            if pruning is not None:
+                pruning.stop()
         self.stdout.write(
             f"monitor: {stats.events} events from {stats.entries} entries written, "
             f"{stats.rejected} rejected"
