@@ -9,28 +9,31 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import shlex
 import shutil
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Final
+from typing import Any, Final
 
 RESULTS_DIR: Final = Path(__file__).resolve().parent / "results"
-SECTIONS: Final = ("worker", "scaling", "ingest", "pages", "publish")
+SECTIONS: Final = ("worker", "scaling", "ingest", "pages", "publish", "retention")
 QUICK: Final = {
     "tasks": 600, "io_tasks": 400, "rounds": 1, "io_rounds": 1, "sizes": "1000,5000",
     "events": 40_000,
-    "page_rows": 1_000_000, "page_repeat": 3, "publish_calls": 300,
+    "page_rows": 1_000_000, "page_repeat": 3, "publish_calls": 300, "retention_rows": 50_000,
 }  # fmt: skip
 DEFAULTS: Final = {
     "tasks": 2_000, "io_tasks": 600, "rounds": 3, "io_rounds": 2, "sizes": "1000,10000,100000",
     "events": 150_000, "page_rows": 1_000_000, "page_repeat": 3, "publish_calls": 2_000,
+    "retention_rows": 1_000_000,
 }  # fmt: skip
 
 
@@ -41,7 +44,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="tasktrail benchmarks: worker overhead, scaling, monitor ingest, dashboard "
-        "pages at 1M rows, publish cost.",
+        "pages at 1M rows, publish cost, retention (pruning 1M expired tasks beside 1M kept).",
     )
     parser.add_argument("--tasks", type=int, help="N no-op tasks per worker measurement (2000).")
     parser.add_argument("--io-tasks", type=int, help="N 10 ms tasks per worker measurement (600).")
@@ -60,6 +63,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--page-repeat", type=int, help="Timed requests per page (3).")
     parser.add_argument(
         "--publish-calls", type=int, help="Timed apply_async calls per process (default 2000)."
+    )
+    parser.add_argument(
+        "--retention-rows",
+        type=int,
+        help="Expired tasks, and as many kept ones, for the retention section (1,000,000).",
     )
     parser.add_argument(
         "--quick",
@@ -90,8 +98,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if min(options.tasks, options.io_tasks) <= 200:
         parser.error("--tasks and --io-tasks must be more than 200 (the first 200 are a warm-up)")
     numbers = (options.rounds, options.io_rounds, options.events, options.publish_calls)
-    if min(*numbers, options.page_repeat) < 1:
-        parser.error("--rounds, --io-rounds, --events, --page-repeat, --publish-calls: positive")
+    if min(*numbers, options.page_repeat) < 1 or options.retention_rows < 10:
+        parser.error(
+            "--rounds, --io-rounds, --events, --page-repeat, --publish-calls: positive; "
+            "--retention-rows: at least 10"
+        )
     try:
         options.sizes = [int(size) for size in str(options.sizes).split(",") if size.strip()]
     except ValueError:
@@ -142,6 +153,7 @@ def main(argv: list[str]) -> int:
         machine,
         pages_section,
         publish_cost,
+        retention,
         scaling,
         worker_overhead,
     )
@@ -175,6 +187,7 @@ def main(argv: list[str]) -> int:
     kind_rounds = {"noop": options.rounds, "io10": options.io_rounds}
     report = Report(header, tasks=kinds, rounds=options.rounds, kind_rounds=kind_rounds)
     log(f"run {bench.run_id}: {header.database}, {header.redis}; child logs in {log_dir}")
+    retention_result: dict[str, Any] = {}
 
     def section(name: str, body: Callable[[], object]) -> None:
         try:
@@ -227,6 +240,32 @@ def main(argv: list[str]) -> int:
                     )
                 ),
             )
+        if "retention" in sections:
+
+            def prune() -> None:
+                url = retention.database_url(bench.database_url)
+                if url is None:
+                    retention_result["markdown"] = [
+                        "## 6. Retention",
+                        "",
+                        "**skipped: needs PostgreSQL** (run with a PostgreSQL `DATABASE_URL`).",
+                    ]
+                    return
+                rows = str(options.retention_rows)
+                log(f"retention: pruning {rows} expired tasks beside {rows} kept")
+                with tempfile.TemporaryDirectory() as tmp:
+                    out = Path(tmp) / "retention.json"
+                    bench.procs.run_python(
+                        "retention",
+                        ["-m", "bench.retention", "--expired", rows, "--kept", rows,
+                         *(["--quick"] if options.quick else []),
+                         "--json", str(out), "--log-dir", str(log_dir / "retention")],
+                        bench.child_env(BENCH_RETENTION_DATABASE_URL=url),
+                        timeout=3600,
+                    )  # fmt: skip
+                    retention_result.update(json.loads(out.read_text()))
+
+            section("retention", prune)
     except KeyboardInterrupt:
         log("interrupted: stopping child processes and deleting the run's keys")
         return 130
@@ -236,6 +275,10 @@ def main(argv: list[str]) -> int:
     header.load_end = machine.load()
     header.minutes = (time.monotonic() - started) / 60
     text = report.markdown()
+    if retention_result:
+        text = retention.splice(
+            text, retention_result.get("goals", []), retention_result["markdown"]
+        )
     print(text)
     RESULTS_DIR.mkdir(exist_ok=True)
     (RESULTS_DIR / "latest.md").write_text(text)
