@@ -5,6 +5,7 @@ from django.urls import path, register_converter
 from dashboard.views import actions, alerts, api, live, pages, preferences, results
 from dashboard.views import audit as audit_views
 from dashboard.views import export as export_views
+from dashboard.views import retention as retention_views
 
 
 class TaskIdConverter:
@@ -38,6 +39,7 @@ urlpatterns = [
     path("queues/", pages.queues_page, name="queues"),
     path("incidents/", alerts.incidents_page, name="incidents"),
     path("preferences/", preferences.preferences_page, name="preferences"),
+    path("retention/", retention_views.retention_page, name="retention"),
     path(
         "incidents/<int:incident_id>/acknowledge",
         alerts.incident_acknowledge_view,

@@ -56,6 +56,8 @@ OWN = {"anonymous": LOGIN, "nobody": 200, "viewer": 200, "operator": 200, "admin
        "token": LOGIN}  # fmt: skip  # a person's own preferences: any login
 SAVED = {"anonymous": LOGIN, "nobody": 302, "viewer": 302, "operator": 302, "admin": 302,
          "token": LOGIN}  # fmt: skip
+ADMIN = {"anonymous": LOGIN, "nobody": 403, "viewer": 403, "operator": 403, "admin": 200,
+         "token": LOGIN}  # fmt: skip  # pages about the whole installation (retention)
 API = {"anonymous": 401, "nobody": 403, "viewer": 200, "operator": 200, "admin": 200,
        "token": 200}  # fmt: skip
 
@@ -76,6 +78,7 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
     "bulk-action": {"GET": _all(405), "POST": ACTION},
     "incident-acknowledge": {"GET": _all(405), "POST": ACTION},
     "audit-action": {"GET": PAGE, "POST": _all(405)},
+    "retention": {"GET": ADMIN, "POST": _all(405)},
     "tasks-export": {"GET": PAGE, "POST": _all(405)},
     "api-tasks": {"GET": API, "POST": _all(405)},
     "api-task": {"GET": API, "POST": _all(405)},
