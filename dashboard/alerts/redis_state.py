@@ -26,6 +26,7 @@ from dashboard.ingest.stream import GROUP
 from workers.broker import add_depth_commands, depth_command_count, known_queues, parse_depths
 
 QUEUE_LIST_SECONDS = 30.0  # how long the list of known queues is reused (a SCAN)
+OVERVIEW_TTL = 24 * 3600
 
 
 @dataclass
@@ -52,6 +53,8 @@ class BrokerFigures:
     workers_seen: dict[str, float]  # hostname -> last answered
     lag_seconds: float | None
     lag_entries: int | None
+    stream_length: int | None = None  # entries no monitor has finished (acknowledged = deleted)
+    trimmed: dict[str, float] = field(default_factory=dict)  # the writers' trim counter hash
 
 
 def read_broker(
@@ -64,6 +67,8 @@ def read_broker(
     pipe.hgetall(redis_keys.alert_workers(stream))
     pipe.xrange(stream, count=1)  # acknowledged entries are deleted: this is the oldest unwritten
     pipe.xinfo_groups(stream)
+    pipe.xlen(stream)
+    pipe.hgetall(redis_keys.stream_trimmed(stream))
     with timer.measure():
         replies = pipe.execute(raise_on_error=False)
     n = depth_command_count(names)
@@ -71,7 +76,7 @@ def read_broker(
     for reply in depth_replies:
         if isinstance(reply, Exception):
             raise reply
-    since_raw, seen_raw, first, groups = replies[n:]
+    since_raw, seen_raw, first, groups, length, trimmed = replies[n:]
     depths = {d.name: (d.depth, d.oldest_age(now)) for d in parse_depths(names, depth_replies)}
     lag_entries, lag_seconds = parse_stream_lag(first, groups, now)
     return BrokerFigures(
@@ -80,6 +85,8 @@ def read_broker(
         workers_seen=_float_hash(seen_raw),
         lag_seconds=lag_seconds,
         lag_entries=lag_entries,
+        stream_length=length if isinstance(length, int) else None,
+        trimmed=_float_hash(trimmed),
     )
 
 
@@ -180,6 +187,7 @@ def write_state(
     snapshot: Mapping[str, Any],
     ttl: int,
     timer: RedisTimer,
+    overview: Mapping[str, Any] | None = None,
 ) -> None:
     pipe = client.pipeline(transaction=False)
     since = redis_keys.alert_since(stream)
@@ -192,5 +200,8 @@ def write_state(
     if workers_forget:
         pipe.hdel(redis_keys.alert_workers(stream), *workers_forget)
     pipe.set(redis_keys.alert_snapshot(stream), json.dumps(snapshot), ex=ttl)
+    if overview is not None:
+        # kept long after the monitor stops: the page shows them with their age, not nothing
+        pipe.set(redis_keys.overview_figures(stream), json.dumps(overview), ex=OVERVIEW_TTL)
     with timer.measure():
         pipe.execute()

@@ -60,6 +60,9 @@ class Thresholds:
     tasks: Mapping[str, float] = field(default_factory=dict)
     worker_lost_seconds: float = 60.0  # a worker running tasks that stopped answering
     monitor_lag_seconds: float = 120.0  # age of the oldest stream entry no monitor has written
+    # The stream holds this fraction of its length cap (TASKTRAIL_STREAM_MAX_ENTRIES): past the
+    # cap the writers drop the oldest entries, so this fires before any is lost.
+    stream_full_fraction: float = 0.5
     remind_seconds: float = 1800.0  # reminder mail while an incident stays open
 
     def for_queue(self, name: str) -> QueueThresholds:
@@ -326,20 +329,69 @@ def evaluate_worker(
     )
 
 
-def evaluate_monitor(lag_seconds: float | None, lag_entries: int | None, limit: float) -> Verdict:
-    behind = _over(lag_seconds, limit)
-    words = f"oldest unwritten event {duration_words(lag_seconds)} old, {lag_entries or 0} entries"
+@dataclass(frozen=True)
+class StreamFigures:
+    """The event stream as the check read it. Acknowledged entries are deleted, so ``length`` is
+    what no monitor has finished; ``trimmed`` counts entries the writers dropped past the cap."""
+
+    lag_seconds: float | None = None  # age of the oldest entry not yet written
+    lag_entries: int | None = None  # entries not yet delivered to a monitor
+    length: int | None = None
+    cap: int = 0  # the writers' length cap; 0: none known
+    trimmed: int = 0  # in all, since the counter was created
+    trimmed_at: float | None = None  # the latest trim
+
+    def fill(self) -> float | None:
+        if self.length is None or self.cap <= 0:
+            return None
+        return self.length / self.cap
+
+
+def evaluate_monitor(
+    stream: StreamFigures, limit: float, full_fraction: float = 0.5, now: float | None = None
+) -> Verdict:
+    """Behind: the oldest unwritten event is older than ``limit``, or the stream holds more than
+    ``full_fraction`` of its cap (entries are dropped at the cap: this says so before)."""
+    lagging = _over(stream.lag_seconds, limit)
+    fill = stream.fill()
+    filling = full_fraction > 0 and fill is not None and fill >= full_fraction
+    behind = lagging or filling
+    words = (
+        f"oldest unwritten event {duration_words(stream.lag_seconds)} old, "
+        f"{stream.lag_entries or 0} entries"
+    )
+    if fill is not None and (filling or stream.trimmed):
+        words += f"; the stream holds {stream.length:,} entries, {fill:.0%} of its cap"
+    if stream.trimmed:
+        ago = (
+            ""
+            if now is None or stream.trimmed_at is None
+            else f", the latest {duration_words(now - stream.trimmed_at)} ago"
+        )
+        words += f"; {stream.trimmed:,} entries dropped by the cap{ago}"
+    cause = ""
+    if behind:
+        cause = (
+            "The monitor writes events more slowly than they arrive: the database is slow or "
+            "unreachable, or one monitor is not enough (run another; they share the work)."
+        )
+        if filling:
+            cause += (
+                f" At {stream.cap:,} entries (TASKTRAIL_STREAM_MAX_ENTRIES) the task processes "
+                "drop the oldest events no monitor has written; those tasks' rows would miss them."
+            )
     return Verdict(
         rule=MONITOR_LAG,
         subject=MONITOR_SUBJECT,
         state="stuck" if behind else "ok",
         words=words,
-        cause=(
-            "The monitor writes events more slowly than they arrive: the database is slow or "
-            "unreachable, or one monitor is not enough (run another; they share the work)."
-            if behind
-            else ""
-        ),
-        fired=("lag",) if behind else (),
-        figures={"lag_seconds": lag_seconds, "lag_entries": lag_entries},
+        cause=cause,
+        fired=tuple(name for name, on in (("lag", lagging), ("stream_full", filling)) if on),
+        figures={
+            "lag_seconds": stream.lag_seconds,
+            "lag_entries": stream.lag_entries,
+            "length": stream.length,
+            "cap": stream.cap,
+            "trimmed": stream.trimmed,
+        },
     )

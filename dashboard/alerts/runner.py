@@ -43,6 +43,7 @@ class CycleReport:
     marked_lost: int = 0
     redis_seconds: float = 0.0
     redis_round_trips: int = 0
+    overview_seconds: float = 0.0  # counting the overview's figures in the database
 
     def verdict(self, rule: str, subject: str) -> rules.Verdict | None:
         return next((v for v in self.verdicts if (v.rule, v.subject) == (rule, subject)), None)
@@ -70,6 +71,7 @@ class CheckRunner:
         self.probe = probe
         self.thresholds = thresholds or rules.Thresholds.from_setting(settings.TASKTRAIL_ALERTS)
         self.stream = stream or settings.TASKTRAIL_STREAM
+        self.stream_cap = int(settings.TASKTRAIL_STREAM_MAX_ENTRIES)
         self.clock = clock
         self.check_seconds = check_seconds or settings.TASKTRAIL_ALERT_CHECK_SECONDS
         self.limits = task_figures.TaskLimits(self.thresholds, celery_app)
@@ -152,13 +154,18 @@ class CheckRunner:
             forget = [h for h in broker.workers_seen if h not in seen_now and h not in subjects]
             complete.add(rules.WORKER_LOST)
 
-        # the monitor's own lag on the stream
+        # the monitor's own lag on the stream, and how full the stream is against its cap
+        stream = self.stream_figures(broker)
         if broker.lag_seconds is not None:
             report.verdicts.append(
                 rules.evaluate_monitor(
-                    broker.lag_seconds, broker.lag_entries, thresholds.monitor_lag_seconds
+                    stream, thresholds.monitor_lag_seconds, thresholds.stream_full_fraction, now
                 )
             )
+
+        # the overview page's figures: counted once per check, not on every page load
+        overview = {**task_figures.overview_figures(now_dt), "every": self.check_seconds}
+        report.overview_seconds = overview["seconds"]
 
         report.sync = sync_incidents(report.verdicts, complete, now_dt)
         for opened in report.sync.opened:
@@ -172,9 +179,10 @@ class CheckRunner:
             update,
             seen_now,
             forget,
-            self.snapshot(now, report, figures_by_queue, broker, workers, timer.seconds),
+            self.snapshot(now, report, figures_by_queue, stream, workers, timer.seconds),
             ttl=int(max(60.0, 6 * self.check_seconds)),
             timer=timer,
+            overview=overview,
         )
         report.redis_seconds, report.redis_round_trips = timer.seconds, timer.round_trips
         return report
@@ -184,7 +192,7 @@ class CheckRunner:
         now: float,
         report: CycleReport,
         figures: dict[str, rules.QueueFigures],
-        broker: redis_state.BrokerFigures,
+        stream: rules.StreamFigures,
         workers: WorkersSeen | None,
         redis_seconds: float,
     ) -> dict[str, Any]:
@@ -208,8 +216,27 @@ class CheckRunner:
             "queues": queues,
             "workers": None if workers is None else len(workers.queues),
             "redis_seconds": redis_seconds,
-            "stream": {"lag_entries": broker.lag_entries, "lag_seconds": broker.lag_seconds},
+            "stream": {
+                "lag_entries": stream.lag_entries,
+                "lag_seconds": stream.lag_seconds,
+                "length": stream.length,
+                "cap": stream.cap,
+                "trimmed": stream.trimmed,
+                "trimmed_at": stream.trimmed_at,
+            },
         }
+
+    def stream_figures(self, broker: redis_state.BrokerFigures) -> rules.StreamFigures:
+        """The cap the task processes published (they enforce it), else the service's setting."""
+        published = int(broker.trimmed.get("cap") or 0)
+        return rules.StreamFigures(
+            lag_seconds=broker.lag_seconds,
+            lag_entries=broker.lag_entries,
+            length=broker.stream_length,
+            cap=published if published > 0 else self.stream_cap,
+            trimmed=int(broker.trimmed.get("entries") or 0),
+            trimmed_at=broker.trimmed.get("at"),
+        )
 
 
 class MailRunner:

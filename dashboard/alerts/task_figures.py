@@ -1,9 +1,11 @@
 """Figures the rules need from the task rows: what finished per queue, what runs too long, what
-each worker left unfinished. Every age is measured against the ``now`` the check passes in."""
+each worker left unfinished; and the overview page's figures, counted here once per check rather
+than on every page load and poll. Every age is measured against the ``now`` the check passes in."""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,6 +15,9 @@ from dashboard.alerts import rules
 from dashboard.models import TaskRun, TaskState
 
 RATE_WINDOW = dt.timedelta(minutes=5)  # finished per minute is averaged over this
+WAITING_STATES = (TaskState.PENDING, TaskState.RECEIVED, TaskState.RETRY)
+SPARK_BUCKETS = 12  # the overview's sparkline: finished per bucket, per queue
+SPARK_MINUTES = 5
 LOST_TASKS_KEPT = dt.timedelta(hours=24)  # lost, not retried tasks keep a worker incident open
 OVERDUE_ROWS_MAX = 1000
 CELERY_LIMIT_GRACE = 30.0  # a task past its hard time limit is killed; allow for the kill's event
@@ -138,3 +143,71 @@ class TaskLimits:
             candidates += [self(name) for name in list(self.app.tasks)]
         positive = [c for c in candidates if c > 0]
         return min(positive) if positive else float("inf")
+
+
+def overview_figures(now: dt.datetime) -> dict[str, Any]:
+    """The overview's figures (JSON-ready): per queue, tasks waiting and running, failed in the
+    last hour, finished per ``SPARK_MINUTES`` bucket for the last hour; tasks per state first seen
+    in the last 24 hours."""
+    start = time.perf_counter()
+    hour_ago = now - dt.timedelta(hours=1)
+    day_ago = now - dt.timedelta(hours=24)
+    spark_start = now - dt.timedelta(minutes=SPARK_BUCKETS * SPARK_MINUTES)
+
+    # A row with no queue yet is one whose worker events came before its publish event: it gets
+    # its queue a moment later, and is not a queue of its own ("(unknown)") meanwhile.
+    queued = TaskRun.objects.exclude(queue__isnull=True).exclude(queue="")
+    live = (
+        queued.filter(state__in=[*WAITING_STATES, TaskState.STARTED])
+        .values("queue", "state")
+        .annotate(n=Count("id"))
+    )
+    failed = (
+        queued.filter(state=TaskState.FAILURE, first_seen_at__gte=hour_ago)
+        .values("queue")
+        .annotate(n=Count("id"))
+    )
+    edges = [
+        spark_start + dt.timedelta(minutes=SPARK_MINUTES * i) for i in range(SPARK_BUCKETS + 1)
+    ]
+    finished = (
+        queued.filter(finished_at__gte=spark_start)
+        .values("queue")
+        .annotate(
+            **{
+                f"b{i}": Count(
+                    "id", filter=Q(finished_at__gte=edges[i], finished_at__lt=edges[i + 1])
+                )
+                for i in range(SPARK_BUCKETS)
+            }
+        )
+    )
+    per_queue: dict[str, dict[str, Any]] = {}
+
+    def queue(name: str | None) -> dict[str, Any]:
+        return per_queue.setdefault(
+            name or "",
+            {"waiting": 0, "running": 0, "failed_last_hour": 0, "finished": [0] * SPARK_BUCKETS},
+        )
+
+    for live_row in live:
+        key = "running" if live_row["state"] == TaskState.STARTED else "waiting"
+        queue(live_row["queue"])[key] += live_row["n"]
+    for failed_row in failed:
+        queue(failed_row["queue"])["failed_last_hour"] = failed_row["n"]
+    for bucket_row in finished:
+        values: dict[str, Any] = dict(bucket_row)
+        queue(values["queue"])["finished"] = [int(values[f"b{i}"]) for i in range(SPARK_BUCKETS)]
+    totals = {
+        str(row["state"]): int(row["n"])
+        for row in TaskRun.objects.filter(first_seen_at__gte=day_ago)
+        .values("state")
+        .annotate(n=Count("id"))
+    }
+    return {
+        "at": now.timestamp(),
+        "bucket_minutes": SPARK_MINUTES,
+        "queues": {name: per_queue[name] for name in sorted(per_queue)},
+        "totals": totals,
+        "seconds": round(time.perf_counter() - start, 6),  # what counting cost this check
+    }

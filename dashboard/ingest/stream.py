@@ -4,6 +4,10 @@ Delivery is at least once: an entry stays pending until ``ack``; a monitor that 
 entries pending, and they are claimed by a live monitor once idle for ``claim_idle_ms`` (or at once
 by ``monitor --drain``). Acknowledged entries are deleted, so the stream holds only unprocessed work
 and its length is the backlog.
+
+The task processes cap that length (``TASKTRAIL_STREAM_MAX_ENTRIES``) and count in
+``<stream>:trimmed`` what they drop past it; an entry trimmed while pending reads back with no
+fields, and is acknowledged like any other (it is already counted there).
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""State of the moving parts, from the monitors' heartbeats in Redis (one HGETALL)."""
+"""State of the moving parts, from the monitors' heartbeats in Redis and the count of stream entries
+the task processes dropped past the stream's length cap (one pipelined round trip)."""
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -14,6 +16,7 @@ from dashboard.redis_client import shared_client
 
 STALE_AFTER_SECONDS = 15.0
 LAG_WARNING = 5_000
+TRIMMED_SHOWN_SECONDS = 24 * 3600  # drops past the cap are shown for a day after the latest
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,11 @@ class Heartbeat:
 def heartbeats(client: redis.Redis | None = None) -> list[Heartbeat]:
     """Every monitor's latest heartbeat, by consumer name. Raises ``redis.RedisError``."""
     client = client or shared_client()
-    raw_beats: dict[bytes, bytes] = client.hgetall(redis_keys.monitors(settings.TASKTRAIL_STREAM))  # type: ignore[assignment]
+    raw_beats: Any = client.hgetall(redis_keys.monitors(settings.TASKTRAIL_STREAM))
+    return _beats(raw_beats)
+
+
+def _beats(raw_beats: dict[bytes, bytes]) -> list[Heartbeat]:
     beats = []
     for name, raw in raw_beats.items():
         try:
@@ -53,13 +60,41 @@ class MonitorStatus:
     last_seen_seconds: float | None
     backlog: int  # stream entries no monitor has read yet
     problem: str | None  # a sentence for the banner, or None when all is well
+    trimmed: int = 0  # stream entries dropped past the cap before a monitor wrote them, in all
+
+
+@dataclass(frozen=True)
+class Trimmed:
+    entries: int = 0
+    at: float | None = None  # the latest trim
 
 
 def monitor_status(client: redis.Redis | None = None) -> MonitorStatus:
+    client = client or shared_client()
+    stream = settings.TASKTRAIL_STREAM
     try:
-        beats = heartbeats(client)
+        pipe = client.pipeline(transaction=False)
+        pipe.hgetall(redis_keys.monitors(stream))
+        pipe.hgetall(redis_keys.stream_trimmed(stream))
+        raw_beats, raw_trimmed = pipe.execute()
     except redis.RedisError as exc:
         return MonitorStatus(False, None, 0, f"Redis is unreachable ({exc}); nothing is recorded.")
+    beats = _beats(raw_beats)
+    trimmed = _trimmed(raw_trimmed)
+    status = _status(beats)
+    now = time.time()
+    if trimmed.entries and trimmed.at is not None and now - trimmed.at <= TRIMMED_SHOWN_SECONDS:
+        dropped = (
+            f"{trimmed.entries:,} stream entries were dropped at the stream's length cap "
+            f"(TASKTRAIL_STREAM_MAX_ENTRIES) before a monitor wrote them, the latest "
+            f"{max(0.0, now - trimmed.at):.0f}s ago: the tasks in them miss those events."
+        )
+        problem = f"{status.problem} {dropped}" if status.problem else dropped
+        return replace(status, problem=problem, trimmed=trimmed.entries)
+    return replace(status, trimmed=trimmed.entries)
+
+
+def _status(beats: list[Heartbeat]) -> MonitorStatus:
     if not beats:
         return MonitorStatus(False, None, 0, "No monitor has run yet: start `manage.py monitor`.")
     newest = max(beats, key=lambda b: b.at)
@@ -73,3 +108,15 @@ def monitor_status(client: redis.Redis | None = None) -> MonitorStatus:
             True, age, newest.lag, f"The monitor is behind by {newest.lag} stream entries."
         )
     return MonitorStatus(True, age, newest.lag, None)
+
+
+def _trimmed(raw: Any) -> Trimmed:
+    """The writers' ``<stream>:trimmed`` hash; anything unreadable counts as nothing known."""
+    if not isinstance(raw, dict):
+        return Trimmed()
+    try:
+        entries = int(raw.get(b"entries") or 0)
+        at = float(raw[b"at"]) if raw.get(b"at") else None
+    except (TypeError, ValueError):
+        return Trimmed()
+    return Trimmed(max(0, entries), at)

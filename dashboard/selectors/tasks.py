@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import statistics
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
-from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from dashboard import redis_keys
 from dashboard.filters import TASK_ID_PREFIX_MIN, TaskFilter, is_trace_id
 from dashboard.models import TaskAttempt, TaskRun, TaskState
 from dashboard.pagination import Cursor
+from dashboard.redis_client import shared_client
+from dashboard.selectors.alerts import (
+    DEFAULT_CHECK_SECONDS,
+    STALE_AFTER_CHECKS,
+    STALE_GRACE_SECONDS,
+)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -327,82 +337,80 @@ class Overview:
     totals: dict[str, int]  # by state, last 24 hours
     recent_failures: list[TaskRun]
     bucket_minutes: int
+    # When the monitor counted ``queues`` and ``totals`` (Unix time); None: it has not yet (or
+    # Redis cannot be read), and the figures are empty rather than zero.
+    measured_at: float | None = None
+    measured_age: float | None = None  # seconds since
+    measured_every: float = 10.0  # the monitor's check interval
+
+    @property
+    def measured(self) -> bool:
+        return self.measured_at is not None
+
+    @property
+    def stale(self) -> bool:
+        """Counted long enough ago that the monitor has stopped checking (as for its snapshot)."""
+        limit = STALE_AFTER_CHECKS * self.measured_every + STALE_GRACE_SECONDS
+        return self.measured_age is not None and self.measured_age > limit
 
 
-WAITING_STATES = (TaskState.PENDING, TaskState.RECEIVED, TaskState.RETRY)
 SPARK_BUCKETS = 12
 SPARK_MINUTES = 5
 
 
-def overview(*, now: dt.datetime | None = None) -> Overview:
-    now = now or timezone.now()
-    hour_ago = now - dt.timedelta(hours=1)
-    day_ago = now - dt.timedelta(hours=24)
-    spark_start = now - dt.timedelta(minutes=SPARK_BUCKETS * SPARK_MINUTES)
-
-    # A row with no queue yet is one whose worker events came before its publish event: it gets
-    # its queue a moment later, and is not a queue of its own ("(unknown)") meanwhile.
-    queued = TaskRun.objects.exclude(queue__isnull=True).exclude(queue="")
-    live = (
-        queued.filter(state__in=[*WAITING_STATES, TaskState.STARTED])
-        .values("queue", "state")
-        .annotate(n=Count("id"))
-    )
-    failed = (
-        queued.filter(state=TaskState.FAILURE, first_seen_at__gte=hour_ago)
-        .values("queue")
-        .annotate(n=Count("id"))
-    )
-    edges = [
-        spark_start + dt.timedelta(minutes=SPARK_MINUTES * i) for i in range(SPARK_BUCKETS + 1)
-    ]
-    finished = (
-        queued.filter(finished_at__gte=spark_start)
-        .values("queue")
-        .annotate(
-            **{
-                f"b{i}": Count(
-                    "id", filter=Q(finished_at__gte=edges[i], finished_at__lt=edges[i + 1])
-                )
-                for i in range(SPARK_BUCKETS)
-            }
-        )
-    )
-    per_queue: dict[str, dict[str, int]] = {}
-    for live_row in live:
-        counts = per_queue.setdefault(live_row["queue"] or "", {})
-        key = "running" if live_row["state"] == TaskState.STARTED else "waiting"
-        counts[key] = counts.get(key, 0) + live_row["n"]
-    for failed_row in failed:
-        per_queue.setdefault(failed_row["queue"] or "", {})["failed"] = failed_row["n"]
-    buckets: dict[str, list[int]] = {}
-    for bucket_row in finished:
-        queue_name = bucket_row["queue"] or ""
-        row_values: dict[str, Any] = dict(bucket_row)
-        buckets[queue_name] = [row_values[f"b{i}"] for i in range(SPARK_BUCKETS)]
-        per_queue.setdefault(queue_name, {})
-    queues = [
-        QueueSummary(
-            queue=name,
-            waiting=counts.get("waiting", 0),
-            running=counts.get("running", 0),
-            failed_last_hour=counts.get("failed", 0),
-            finished_per_bucket=buckets.get(name, [0] * SPARK_BUCKETS),
-        )
-        for name, counts in sorted(per_queue.items())
-    ]
-    totals = {
-        row["state"]: row["n"]
-        for row in TaskRun.objects.filter(first_seen_at__gte=day_ago)
-        .values("state")
-        .annotate(n=Count("id"))
-    }
+def overview(client: redis.Redis | None = None) -> Overview:
+    """Queues and 24-hour totals as the monitor's latest check counted them (one GET; their cost
+    does not grow with the task table), and the latest failures (one indexed query)."""
+    figures = _overview_figures(client)
     # Newest failure first, by when it failed (the time the list shows), not when it was published.
     recent_failures = list(
         TaskRun.objects.filter(state=TaskState.FAILURE, finished_at__isnull=False)
         .only(*LIST_FIELDS)
         .order_by("-finished_at", "-id")[:10]
     )
+    if figures is None:
+        return Overview([], {}, recent_failures, SPARK_MINUTES)
+    at, every, queues, totals, bucket_minutes = figures
     return Overview(
-        queues=queues, totals=totals, recent_failures=recent_failures, bucket_minutes=SPARK_MINUTES
+        queues=queues,
+        totals=totals,
+        recent_failures=recent_failures,
+        bucket_minutes=bucket_minutes,
+        measured_at=at,
+        measured_age=max(0.0, time.time() - at),
+        measured_every=every,
     )
+
+
+def _overview_figures(
+    client: redis.Redis | None,
+) -> tuple[float, float, list[QueueSummary], dict[str, int], int] | None:
+    """What ``dashboard.alerts.task_figures.overview_figures`` wrote; None when there is nothing
+    (or nothing readable) to show."""
+    try:
+        raw = (client or shared_client()).get(
+            redis_keys.overview_figures(settings.TASKTRAIL_STREAM)
+        )
+    except redis.RedisError:
+        return None
+    if not raw:
+        return None
+    try:
+        data: dict[str, Any] = json.loads(raw)
+        at = float(data["at"])
+        every = float(data.get("every") or DEFAULT_CHECK_SECONDS)
+        queues = [
+            QueueSummary(
+                queue=str(name),
+                waiting=int(q["waiting"]),
+                running=int(q["running"]),
+                failed_last_hour=int(q["failed_last_hour"]),
+                finished_per_bucket=[int(n) for n in q["finished"]][:SPARK_BUCKETS],
+            )
+            for name, q in sorted(dict(data["queues"]).items())
+        ]
+        totals = {str(state): int(n) for state, n in dict(data["totals"]).items()}
+        bucket_minutes = int(data.get("bucket_minutes") or SPARK_MINUTES)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return at, every, queues, totals, bucket_minutes

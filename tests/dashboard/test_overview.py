@@ -9,6 +9,7 @@ import pytest
 from dashboard.ingest.writer import write_events
 from dashboard.selectors.tasks import overview
 from tests.conftest import event, new_task_id, story_success
+from tests.overview_figures import measure_overview
 
 pytestmark = pytest.mark.django_db
 
@@ -31,9 +32,10 @@ def test_recent_failures_are_newest_failure_first():
     assert [t.task_id for t in overview().recent_failures] == [slow, quick]
 
 
-def test_a_row_without_its_queue_yet_is_no_queue_of_its_own():
+def test_a_row_without_its_queue_yet_is_no_queue_of_its_own(redis_client):
     now = time.time()
     write_events(story_success(new_task_id(), t0=now - 60))
     # worker events of another task arrived before its publish event: no queue known yet
     write_events([event("started", new_task_id(), now - 5, retries=0, hostname="w1@h", pid=1)])
+    measure_overview(client=redis_client)
     assert [q.queue for q in overview().queues] == ["default"]

@@ -139,9 +139,29 @@ def test_worker_lost_needs_silence_and_unfinished_tasks():
 
 
 def test_monitor_lag():
-    assert rules.evaluate_monitor(121.0, 5000, 120).firing
-    assert not rules.evaluate_monitor(5.0, 10, 120).firing
-    assert not rules.evaluate_monitor(None, None, 120).firing
+    assert rules.evaluate_monitor(rules.StreamFigures(121.0, 5000), 120).firing
+    assert not rules.evaluate_monitor(rules.StreamFigures(5.0, 10), 120).firing
+    assert not rules.evaluate_monitor(rules.StreamFigures(None, None), 120).firing
+
+
+def test_the_monitor_is_behind_once_the_stream_is_half_way_to_its_cap():
+    def check(length: int, fraction: float = 0.5, trimmed: int = 0) -> rules.Verdict:
+        stream = rules.StreamFigures(
+            5.0, 0, length=length, cap=1000, trimmed=trimmed, trimmed_at=990.0
+        )
+        return rules.evaluate_monitor(stream, 120, fraction, now=1000.0)
+
+    assert not check(499).firing
+    verdict = check(500)  # before any entry is dropped: those go only past 1000
+    assert verdict.firing and verdict.fired == ("stream_full",)
+    assert "holds 500 entries, 50% of its cap" in verdict.words
+    assert "TASKTRAIL_STREAM_MAX_ENTRIES" in verdict.cause
+    assert not check(900, fraction=0).firing  # 0 turns the warning off
+    dropped = check(1000, trimmed=1234)
+    assert dropped.words.endswith("; 1,234 entries dropped by the cap, the latest 10s ago")
+    assert dropped.figures["trimmed"] == 1234
+    assert not rules.evaluate_monitor(rules.StreamFigures(5.0, 0, length=10**9), 120).firing
+    assert rules.Thresholds.from_setting({"stream_full_fraction": 0.8}).stream_full_fraction == 0.8
 
 
 def test_thresholds_from_the_setting_with_per_queue_overrides():

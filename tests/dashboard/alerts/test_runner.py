@@ -183,14 +183,20 @@ def test_the_snapshot_keeps_its_keys_and_adds_the_stream_lag(make_runner, redis_
     assert sorted(snapshot["queues"]["default"]) == [
         "consumers", "depth", "finished_per_minute", "oldest_age", "state", "words",
     ]  # fmt: skip
-    assert snapshot["stream"] == {"lag_entries": 1, "lag_seconds": 125.0}
+    assert snapshot["stream"] == {
+        "lag_entries": 1, "lag_seconds": 125.0, "length": 1, "cap": 1_000_000, "trimmed": 0,
+        "trimmed_at": None,
+    }  # fmt: skip
 
 
 def test_the_snapshot_says_when_the_stream_lag_is_unknown(make_runner, redis_client):
     runner, _, _ = make_runner()
     redis_client.set(settings.TASKTRAIL_STREAM, "not a stream")
     runner.run_once()
-    assert raw_snapshot(redis_client)["stream"] == {"lag_entries": None, "lag_seconds": None}
+    assert raw_snapshot(redis_client)["stream"] == {
+        "lag_entries": None, "lag_seconds": None, "length": None, "cap": 1_000_000, "trimmed": 0,
+        "trimmed_at": None,
+    }  # fmt: skip
 
 
 def test_the_queue_list_is_reused_for_30_seconds_of_the_checks_clock(make_runner):

@@ -18,6 +18,7 @@ from dashboard.alerts.incidents import sync_incidents
 from dashboard.models import AlertIncident
 from tests.dashboard.views.conftest import HOSTILE
 from tests.dashboard.views.snapshots import write_snapshot
+from tests.overview_figures import measure_overview
 
 pytestmark = pytest.mark.django_db
 
@@ -94,6 +95,7 @@ def test_queue_states_on_the_queues_page_and_the_overview(viewer_client, redis_c
     )
     queues = viewer_client.get(reverse("queues")).content.decode()
     assert 'class="badge qstate-stuck" title="oldest message waiting 7m12s"' in queues
+    measure_overview(client=redis_client)
     overview = viewer_client.get(reverse("overview")).content.decode()
     assert 'class="badge qstate-ok"' in overview and "qstate-stuck" in overview
 

@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from dashboard.pagination import Cursor
 from tests.dashboard.views.conftest import HOSTILE
+from tests.overview_figures import measure_overview
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +36,8 @@ def test_htmx_partials_require_login_too(client, url):
     assert client.get(url, headers={"HX-Request": "true"}).status_code == 302
 
 
-def test_overview_full_page_and_partial(viewer_client, tasks):
+def test_overview_full_page_and_partial(viewer_client, tasks, redis_client):
+    measure_overview(client=redis_client)
     full = viewer_client.get(reverse("overview"))
     assert full.status_code == 200
     body = full.content.decode()
@@ -53,7 +55,8 @@ def test_overview_escapes_error_messages(viewer_client, tasks):
     assert "&lt;img src=x onerror=alert(1)&gt;" in body
 
 
-def test_overview_empty_state(viewer_client):
+def test_overview_empty_state(viewer_client, redis_client):
+    measure_overview(client=redis_client)
     assert "No tasks recorded yet" in viewer_client.get(reverse("overview")).content.decode()
 
 
