@@ -189,3 +189,12 @@ def test_the_cap_comes_from_install_then_the_environment():
     for bad in ("lots", "-1", "1e6"):
         with pytest.raises(ConfigError, match="TASKTRAIL_STREAM_MAX_ENTRIES"):
             resolve(app, environ={"TASKTRAIL_STREAM_MAX_ENTRIES": bad})
+
+
+def test_trimming_warns_once_a_minute_not_at_every_trim(redis_client, caplog):
+    writer = StreamWriter(settings.REDIS_URL, settings.TASKTRAIL_STREAM, flush_interval=60,
+                          max_entries=20)  # fmt: skip
+    write_entries(writer, 600)
+    assert writer.stats.trimmed > 100  # several trims
+    assert caplog.text.count("over its cap of 20") == 1
+    writer.close()

@@ -46,6 +46,7 @@ DEFAULT_MAX_ENTRIES = 1_000_000
 # An approximate trim removes whole stream nodes (100 entries by default) and may remove nothing
 # just past the cap: a process tries again only once this many more entries have arrived.
 TRIM_AGAIN_AFTER = 100
+TRIM_LOG_SECONDS = 60.0  # one warning a minute per process while trimming goes on
 
 # Trim and count in one atomic step: the count cannot miss a trim that happened.
 TRIM_SCRIPT = """
@@ -104,6 +105,7 @@ class StreamWriter:
         self._unreported_drops = 0
         self._unreported_trims = 0  # trimmed without the script, not yet added to the counter
         self._trim_floor = 0  # the stream length below which no trim is tried
+        self._next_trim_log = 0.0
         self._cap_published = False
         self.stats = WriterStats()
 
@@ -233,15 +235,19 @@ class StreamWriter:
         if removed:
             self.stats.trimmed += removed
             self._trim_floor = length - removed + TRIM_AGAIN_AFTER
-            logger.warning(
-                "tasktrail recorder: %s held %d entries, over its cap of %d: dropped the %d oldest "
-                "(no monitor had written them; counted in %s)",
-                self.stream,
-                length,
-                self.max_entries,
-                removed,
-                self.trimmed_key,
-            )
+            now = time.monotonic()
+            if now >= self._next_trim_log:  # a trim every ~100 entries while the monitor is down
+                self._next_trim_log = now + TRIM_LOG_SECONDS
+                logger.warning(
+                    "tasktrail recorder: %s held %d entries, over its cap of %d: dropped the "
+                    "oldest, %d by this process so far (no monitor had written them; counted in "
+                    "%s)",
+                    self.stream,
+                    length,
+                    self.max_entries,
+                    self.stats.trimmed,
+                    self.trimmed_key,
+                )
 
     def _trim_counted(self, client: redis.Redis) -> int:
         keys = [self.stream, self.trimmed_key]
