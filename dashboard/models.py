@@ -127,8 +127,27 @@ class TaskRun(models.Model):
             models.Index(fields=["parent_id"], name="taskrun_parent_id"),
             models.Index(fields=["retry_of"], name="taskrun_retry_of"),
             models.Index(fields=["finished_at"], name="taskrun_finished_at"),
-            # retention picks the oldest finished rows of one state (dashboard.retention.pruner)
-            models.Index(fields=["state", "finished_at"], name="taskrun_state_finished"),
+            # retention picks the oldest finished rows of one state (dashboard.retention.pruner).
+            # Partial: the planner prefers them to taskrun_finished_at filtered by state, which
+            # walks every failure kept longer before the first success to remove; and a row is
+            # added only when its task finishes, not at every event.
+            models.Index(
+                fields=["finished_at"],
+                name="taskrun_success_finished",
+                condition=models.Q(state=constants.SUCCESS),
+            ),
+            models.Index(
+                fields=["finished_at"],
+                name="taskrun_failed_finished",
+                condition=models.Q(
+                    state__in=[
+                        constants.FAILURE,
+                        constants.REVOKED,
+                        constants.REJECTED,
+                        constants.LOST,
+                    ]
+                ),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
