@@ -22,6 +22,7 @@ from dashboard import redis_keys
 from dashboard.ingest.writer import write_events
 from tests.browser.conftest import NO_PLAYWRIGHT, log_in, user_in
 from tests.conftest import event
+from tests.overview_figures import measure_overview
 
 expect = pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT).expect
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
@@ -307,6 +308,7 @@ def test_screenshots(browser, live_server, viewer, redis_client):
     try:
         monitor_alive(redis_client)
         queue_check(redis_client)
+        measure_overview(client=redis_client)  # the figures the monitor's check counts
         log_in(page, viewer, "/")
         expect(page.get_by_role("heading", name="Overview")).to_be_visible()
         page.screenshot(path=OUT / "overview.png", full_page=True)
