@@ -327,6 +327,8 @@ class Feeder:
         with self.lock:
             for _ in range(count):
                 generation, index = divmod(self._next, len(self._entries))
+                if generation > 999:  # the prefix's length must not change
+                    raise RuntimeError("the stream load ran out of task ids")
                 packed = self._entries[index]
                 if generation:
                     packed = packed.replace(
@@ -458,9 +460,11 @@ def role_prune(url: str, out: Path, batch_size: int | None, seconds: float | Non
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     print("pruning", flush=True)
     started = time.time()
+    cpu = time.process_time()
     deadline = None if seconds is None else time.monotonic() + seconds
     report = prune_pass(policy, now=timezone.now(), batch_size=batch_size, deadline=deadline)
     ended = time.time()
+    cpu = time.process_time() - cpu
     out.write_text(
         json.dumps(
             {
@@ -468,6 +472,7 @@ def role_prune(url: str, out: Path, batch_size: int | None, seconds: float | Non
                 "ended": ended,
                 "report": report.as_dict(),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "cpu_seconds": cpu,
                 "policy": dataclasses.asdict(policy),
                 "batch_size": batch_size,
             }
@@ -546,6 +551,7 @@ class Pass:
     removed: dict[str, int]
     batches: int
     peak_rss_mb: float
+    cpu_seconds: float  # the pruner process's own (not the database's)
     errors: list[str]
 
 
@@ -709,6 +715,7 @@ def run_driver(args: argparse.Namespace) -> Result:
                         removed=dict(report["removed"]),
                         batches=int(report["batches"]),
                         peak_rss_mb=float(done["peak_rss_mb"]),
+                        cpu_seconds=float(done["cpu_seconds"]),
                         errors=list(report["errors"]),
                     )
                 )
@@ -985,8 +992,13 @@ def markdown(result: Result, heading: str = "##") -> list[str]:
         "",
         f"**Pruning took {seconds:.1f} s in {len(result.passes)} pass(es) "
         f"({result.expired / seconds:,.0f} tasks/s)**: removed {removed}. "
-        f"Pruner peak RSS {max(p.peak_rss_mb for p in result.passes):.0f} MB. "
+        f"Pruner process: peak RSS {max(p.peak_rss_mb for p in result.passes):.0f} MB, "
+        f"CPU {sum(p.cpu_seconds for p in result.passes):.0f} s (the database's not counted). "
         f"VACUUM ANALYZE afterwards {result.vacuum_seconds:.0f} s (not counted).",
+        "",
+        "Passes (tasks removed in s): "
+        + ", ".join(f"{p.removed.get('TaskRun', 0):,} in {p.seconds:.1f}" for p in result.passes)
+        + ".",
         "",
         *_table(
             [
