@@ -7,7 +7,8 @@ PostgreSQL only (``BENCH_RETENTION_DATABASE_URL``, default the local server, dat
 database (``<name>_seed_<E>_<K>``: TaskRun, TaskAttempt, django-celery-results' TaskResult, then
 VACUUM ANALYZE, as on a server whose autovacuum has caught up) and copied for every run with
 ``CREATE DATABASE … TEMPLATE`` (a file copy: seconds), because pruning consumes the expired rows.
-A seed older than ``SEED_MAX_AGE`` or of other sizes is generated again.
+A seed older than ``SEED_MAX_AGE``, of other sizes or made before a migration changed is
+generated again.
 
 Rows, relative to the seed's time: E expired tasks 45-75 days old (every kind of task past the
 default policy: 14 days for successes, 30 for failures and unfinished ones), K kept tasks 1-13 days
@@ -35,6 +36,7 @@ import argparse
 import bisect
 import contextlib
 import dataclasses
+import hashlib
 import itertools
 import json
 import os
@@ -146,6 +148,15 @@ def _seed_name(url: str, expired: int, kept: int) -> str:
     return f"{_db_name(url)}_seed_{expired}_{kept}"
 
 
+def _schema() -> str:
+    """A fingerprint of the service's migrations: a seed made before one changed is made again
+    (its tables and indexes must be the ones being measured)."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "dashboard" / "migrations").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _migrate(url: str) -> None:
     env = dict(os.environ, DATABASE_URL=url, DJANGO_SETTINGS_MODULE="dashboard.settings")
     subprocess.run(
@@ -163,13 +174,11 @@ def ensure_seed(url: str, *, expired: int, kept: int, regenerate: bool) -> Seed:
         and meta.get("version") == SEED_VERSION
         and meta.get("expired") == expired
         and meta.get("kept") == kept
+        and meta.get("schema") == _schema()
         and time.time() - float(meta.get("generated_at", 0)) < SEED_MAX_AGE
     )
     if fresh and not regenerate:
         assert meta is not None
-        _migrate(seed_url)  # migrations added since: applied to the seed, not timed
-        with _connect(seed_url) as conn:
-            conn.execute("VACUUM ANALYZE")
         return Seed(expired, kept, float(meta["generated_at"]), None)
     started = time.perf_counter()
     with _admin(url) as conn:
@@ -180,7 +189,13 @@ def ensure_seed(url: str, *, expired: int, kept: int, regenerate: bool) -> Seed:
     seed = Seed(expired, kept, generated_at, None)
     _generate(seed_url, seed)
     seconds = time.perf_counter() - started
-    meta = {"version": SEED_VERSION, "expired": expired, "kept": kept, "generated_at": generated_at}
+    meta = {
+        "version": SEED_VERSION,
+        "expired": expired,
+        "kept": kept,
+        "generated_at": generated_at,
+        "schema": _schema(),
+    }
     with _admin(url) as conn:
         conn.execute(f"COMMENT ON DATABASE \"{seed_name}\" IS '{json.dumps(meta)}'")
     return dataclasses.replace(seed, generated_seconds=seconds)
@@ -804,7 +819,6 @@ def _summary(
 
 def _task_id(n: int) -> str:
     """The seed's task id of task n (``md5('t' || n)::uuid``)."""
-    import hashlib
     import uuid
 
     return str(uuid.UUID(hashlib.md5(f"t{n}".encode(), usedforsecurity=False).hexdigest()))
