@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 from celery import Celery
+from celery import _state as celery_state
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings as django_settings
 from django_celery_results.models import TaskResult
@@ -99,8 +100,15 @@ def test_a_result_stored_by_a_real_worker_is_shown(result_redis):
 
     task_id = new_task_id()
     write_events(story_success(task_id))
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        invoice_total.apply_async((19817,), task_id=task_id).get(timeout=10)
+    # The embedded worker makes its app this process's current and default one: later tests'
+    # shared tasks would publish to its memory:// broker. Put the previous one back.
+    previous = celery_state.get_current_app()
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            invoice_total.apply_async((19817,), task_id=task_id).get(timeout=10)
+    finally:
+        previous.set_current()
+        previous.set_default()
     result = task_result(task_id=task_id)
     assert result is not None and result.outcome == Outcome.SHOWN, result
     assert result.status == "SUCCESS"
