@@ -35,6 +35,8 @@ Usage: tasktrail <command> [options]
   tasktrail monitor                              read the event stream into the database
   tasktrail migrate                              create or update the database tables
   tasktrail createuser NAME --role ROLE          add a login, or change its role
+  tasktrail prune [--dry-run]                    remove rows past their retention now (the monitor
+                                                 also does it every few minutes)
   tasktrail help <command>                       help on one command
 
 web and monitor need TASKTRAIL_RECORDER_URL (or REDIS_URL): the Redis the recorder writes to.
