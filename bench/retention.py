@@ -480,6 +480,13 @@ def role_prune(url: str, out: Path, batch_size: int | None, seconds: float | Non
     report = prune_pass(policy, now=timezone.now(), batch_size=batch_size, deadline=deadline)
     ended = time.time()
     cpu = time.process_time() - cpu
+    from django.db import connection
+
+    from bench.procs import tree_cpu_seconds
+
+    with connection.cursor() as cursor:  # the same machine: its session's process is readable
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
     out.write_text(
         json.dumps(
             {
@@ -488,6 +495,7 @@ def role_prune(url: str, out: Path, batch_size: int | None, seconds: float | Non
                 "report": report.as_dict(),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "cpu_seconds": cpu,
+                "database_cpu_seconds": tree_cpu_seconds(backend),
                 "policy": dataclasses.asdict(policy),
                 "batch_size": batch_size,
             }
@@ -555,6 +563,7 @@ class Summary:
     per_window: list[float]
     longest_gap_s: float  # longest time between two batches the monitor acknowledged
     monitor_cpu_cores: float | None  # the monitor's CPU seconds per second
+    monitor_db_cpu_cores: float | None  # its database sessions' (processes on this machine)
     machine_busy: float | None  # share of all cores busy (everything on the machine)
     monitor_peak_rss_mb: float | None
     lock_waits: dict[str, tuple[float, str]]  # application_name -> (longest s, what)
@@ -568,7 +577,8 @@ class Pass:
     removed: dict[str, int]
     batches: int
     peak_rss_mb: float
-    cpu_seconds: float  # the pruner process's own (not the database's)
+    cpu_seconds: float  # the pruner process's own
+    database_cpu_seconds: float | None  # its database session's (a process on this machine)
     errors: list[str]
 
 
@@ -657,7 +667,8 @@ def run_driver(args: argparse.Namespace) -> Result:
     windows: list[tuple[str, float, float]] = []
     passes: list[Pass] = []
     peaks: dict[str, float] = {}
-    cpu: dict[str, list[float]] = {}  # kind -> wall s, monitor CPU s, machine busy, machine total
+    # kind -> wall s, monitor CPU s, machine busy, machine total, monitor's database sessions CPU s
+    cpu: dict[str, list[float]] = {}
     batch_size = 0
     try:
         feeder = Feeder(bench.client, stream, prefix)
@@ -690,12 +701,13 @@ def run_driver(args: argparse.Namespace) -> Result:
             if value is not None:
                 peaks[kind] = max(value, peaks.get(kind, 0.0))
 
-        def snapshot() -> tuple[float, float, float, float]:
+        def snapshot() -> tuple[float, float, float, float, float]:
             busy, total = _machine_jiffies()
-            return time.monotonic(), monitor.cpu_seconds() or 0.0, busy, total
+            own = monitor.cpu_seconds() or 0.0
+            return time.monotonic(), own, busy, total, _session_cpu(APP_MONITOR)
 
         def account(kind: str, before: tuple[float, ...], after: tuple[float, ...]) -> None:
-            sums = cpu.setdefault(kind, [0.0, 0.0, 0.0, 0.0])
+            sums = cpu.setdefault(kind, [0.0] * 5)
             for i, (a, b) in enumerate(zip(before, after, strict=True)):
                 sums[i] += b - a
 
@@ -749,6 +761,7 @@ def run_driver(args: argparse.Namespace) -> Result:
                         batches=int(report["batches"]),
                         peak_rss_mb=float(done["peak_rss_mb"]),
                         cpu_seconds=float(done["cpu_seconds"]),
+                        database_cpu_seconds=done.get("database_cpu_seconds"),
                         errors=list(report["errors"]),
                     )
                 )
@@ -800,6 +813,23 @@ def run_driver(args: argparse.Namespace) -> Result:
     )
 
 
+def _session_cpu(app: str) -> float:
+    """CPU seconds so far of this database's sessions named ``app`` (their server processes run
+    on this machine)."""
+    from django.db import connection
+
+    from bench.procs import tree_cpu_seconds
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+            "AND datname = current_database()",
+            [app],
+        )
+        pids = [pid for (pid,) in cursor.fetchall()]
+    return sum(tree_cpu_seconds(pid) or 0.0 for pid in pids)
+
+
 def _machine_jiffies() -> tuple[float, float]:
     """Busy and total CPU time of the whole machine so far, in clock ticks (Linux; else 0, 0)."""
     try:
@@ -841,6 +871,7 @@ def _summary(
         per_window=per_window,
         longest_gap_s=gap,
         monitor_cpu_cores=cpu[1] / cpu[0] if cpu and cpu[0] else None,
+        monitor_db_cpu_cores=cpu[4] / cpu[0] if cpu and cpu[0] else None,
         machine_busy=cpu[2] / cpu[3] if cpu and cpu[3] else None,
         monitor_peak_rss_mb=rss_mb,
         lock_waits=waits,
@@ -1009,7 +1040,8 @@ def markdown(result: Result, heading: str = "##") -> list[str]:
              "-" if rate is None or not base else f"{rate / base:.2f}x",
              f"{s.longest_gap_s:.2f}",
              "-" if s.monitor_peak_rss_mb is None else f"{s.monitor_peak_rss_mb:.0f}",
-             "-" if s.monitor_cpu_cores is None else f"{s.monitor_cpu_cores:.2f}",
+             "-" if s.monitor_cpu_cores is None or s.monitor_db_cpu_cores is None
+             else f"{s.monitor_cpu_cores:.2f} + {s.monitor_db_cpu_cores:.2f}",
              "-" if s.machine_busy is None else f"{s.machine_busy * 100:.0f}%",
              waits or "none",
              "; ".join(f"{page} {med:.0f} / {mx:.0f}"
@@ -1036,13 +1068,15 @@ def markdown(result: Result, heading: str = "##") -> list[str]:
         f"{POLL_INTERVAL * 1000:.0f} ms by another process (median / max ms, server time). Lock "
         "waits: the longest `pg_locks.waitstart` age seen per session (application_name), "
         f"sampled every {LOCK_SAMPLE_SECONDS * 1000:.0f} ms. CPU: the monitor's "
-        "(process and children) per second, and the whole machine's busy share (all its "
-        "processes, the database's and other users' included: comparable within one run only).",
+        "(process and children, then its database session) per second, and the whole "
+        "machine's busy share (all its processes, the database's and other users' included: "
+        "comparable within one run only).",
         "",
         f"**Pruning took {seconds:.1f} s in {len(result.passes)} pass(es) "
         f"({result.expired / seconds:,.0f} tasks/s)**: removed {removed}. "
         f"Pruner process: peak RSS {max(p.peak_rss_mb for p in result.passes):.0f} MB, "
-        f"CPU {sum(p.cpu_seconds for p in result.passes):.0f} s (the database's not counted). "
+        f"CPU {sum(p.cpu_seconds for p in result.passes):.0f} s, its database session's "
+        f"{sum(p.database_cpu_seconds or 0.0 for p in result.passes):.0f} s. "
         f"VACUUM ANALYZE afterwards {result.vacuum_seconds:.0f} s (not counted).",
         "",
         "Passes (tasks removed in s): "
@@ -1058,7 +1092,7 @@ def markdown(result: Result, heading: str = "##") -> list[str]:
                 "ratio to without",
                 "monitor's longest gap s",
                 "monitor peak RSS MB",
-                "monitor CPU cores",
+                "monitor CPU cores (process + database session)",
                 "machine CPU busy",
                 "longest lock wait s",
                 "pages median / max ms",
