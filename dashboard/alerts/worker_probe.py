@@ -42,7 +42,11 @@ class WorkerProbe:
     def __call__(self) -> WorkersSeen | None:
         app = self.app
         if app is None:
-            from workers.celery_app import app
+            # The shop's broker (TASKTRAIL_BROKER_URL), where its workers listen: asking the
+            # stream's Redis instead would find no worker of a shop on RabbitMQ, and call it gone.
+            from workers.control import control_app
+
+            app = control_app()
         try:
             replies = app.control.inspect(timeout=self.timeout).active_queues() or {}
         except Exception as exc:  # broker away: unknown, not "no workers"
