@@ -40,6 +40,10 @@ from dashboard.retention.policy import (
 )
 
 DEFAULT_BATCH_SIZE: Final = 1000
+# Seconds of rest after each batch per second the batch took: a pass uses at most two thirds of a
+# core, so the monitor's ingest beside it keeps its pace on a small machine (bench/retention.py).
+DEFAULT_REST_RATIO: Final = 0.5
+MAX_REST_SECONDS: Final = 2.0
 DRY_RUN_CAP: Final = 1_000_000  # a dry run counts at most this many task rows per table
 # Reported per table, in this order.
 TABLES: Final = (
@@ -152,13 +156,24 @@ class _Pass:
         batch_size: int,
         deadline: float | None,
         keep_going: Callable[[], bool] | None,
+        rest_ratio: float = 0.0,
     ) -> None:
         self.report = report
         self.limit = _batch_limit(batch_size)
         self.deadline = deadline
         self.keep_going = keep_going
+        self.rest_ratio = max(0.0, rest_ratio)
+        self._batch_started: float | None = None
 
     def check(self) -> None:
+        """Between batches: rest in proportion to the last batch's work, then stop if told to."""
+        if self._batch_started is not None and self.rest_ratio:
+            now = time.monotonic()
+            rest = min((now - self._batch_started) * self.rest_ratio, MAX_REST_SECONDS)
+            if self.deadline is not None:
+                rest = min(rest, max(0.0, self.deadline - now))
+            time.sleep(rest)
+        self._batch_started = time.monotonic()
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise _Stop("deadline")
         if self.keep_going is not None and not self.keep_going():
@@ -272,15 +287,17 @@ def prune_pass(
     deadline: float | None = None,
     keep_going: Callable[[], bool] | None = None,
     dry_run_cap: int = DRY_RUN_CAP,
+    rest_ratio: float = DEFAULT_REST_RATIO,
 ) -> PruneReport:
     """Remove (``dry_run``: count) every row ``policy`` says is old at ``now``.
 
     ``deadline`` is a ``time.monotonic()`` value; ``keep_going`` is asked before every batch (the
-    lease's renewal). A database error ends the step it happened in and is listed in the report;
+    lease's renewal). ``rest_ratio``: seconds of rest after each batch per second of its work. A
+    database error ends the step it happened in and is listed in the report;
     the other steps still run."""
     cutoffs = policy.cutoffs(now)
     report = PruneReport(started_at=now, dry_run=dry_run, cutoffs=cutoffs)
-    run = _Pass(report, batch_size, deadline, keep_going)
+    run = _Pass(report, batch_size, deadline, keep_going, 0.0 if dry_run else rest_ratio)
     begun = time.monotonic()
     try:
         if dry_run:
