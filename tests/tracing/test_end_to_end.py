@@ -35,6 +35,7 @@ from opentelemetry import trace
 
 from dashboard.ingest.writer import write_events
 from dashboard.models import OperatorActionTarget, TaskAttempt, TaskRun
+from tests.catalog import register_demo_tasks
 from tests.conftest import event, new_task_id
 from tests.integration.conftest import Worker, wait_until
 from tests.tracing import tasks as ttasks
@@ -142,6 +143,7 @@ def test_one_trace_from_the_request_through_retries_and_a_child(
     spans, traced_worker, receiver, redis_client, client
 ):
     original = record_original_failure()
+    register_demo_tasks()  # as the worker reports them (its report is on the stream, not read yet)
     response = operator_client(client).post(
         reverse("task-action", args=[original, "retry"]), {"reason": "upstream fixed"}
     )

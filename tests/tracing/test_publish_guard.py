@@ -20,6 +20,7 @@ from opentelemetry.trace import StatusCode
 from dashboard.ingest.writer import write_events
 from dashboard.models import OperatorActionTarget, TaskRun
 from tasktrail.tracing import publish_guard
+from tests.catalog import register_demo_tasks
 from tests.conftest import event, new_task_id
 from workers.celery_app import app
 from workers.tasks import send_invoice
@@ -62,8 +63,9 @@ def test_failed_publish_ends_the_producer_span_and_restores_the_caller(spans, br
 
 
 def test_operator_retry_with_the_broker_down_fails_cleanly(
-    spans, broker_down, client, transactional_db, redis_client
+    spans, client, transactional_db, redis_client, settings
 ):
+    settings.TASKTRAIL_BROKER_URL = DEAD_BROKER  # actions go to the shop's broker: down
     original, t0 = new_task_id(), time.time() - 10
     write_events(
         [
@@ -81,6 +83,7 @@ def test_operator_retry_with_the_broker_down_fails_cleanly(
             event("failed", original, t0 + 1, retries=0, exc_type="ValueError", exc_message="x"),
         ]
     )
+    register_demo_tasks()  # as the demo's workers report them
     user = User.objects.create_user("down-operator")
     user.groups.add(Group.objects.get(name="operator"))
     client.force_login(user)

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final
 
-from celery import Celery
+from celery import Celery, current_app
 from opentelemetry import context, trace
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -74,9 +74,12 @@ def _end_dangling(app: Celery, name: str, before: Span, exc: BaseException) -> N
         current = trace.get_current_span()
         if current is before or not current.is_recording():
             return
-        task = app.tasks.get(name)
-        entries = getattr(task, _CTX_KEY, None)
-        if isinstance(entries, dict):
+        # The instrumentation keeps its entry on the task of the *current* app's registry, which
+        # is not the publishing app's when that one only sends by name (the service's actions).
+        for task in (app.tasks.get(name), current_app.tasks.get(name)):
+            entries = getattr(task, _CTX_KEY, None)
+            if not isinstance(entries, dict):
+                continue
             for key, entry in list(entries.items()):
                 span, activation = entry[0], entry[1]
                 if isinstance(key, tuple) and len(key) == 2 and key[1] and span is current:
