@@ -26,7 +26,8 @@ def _client() -> redis.Redis:
     if client is None or getattr(_local, "pid", None) != os.getpid():
         from django.conf import settings
 
-        client = _local.client = redis.Redis.from_url(settings.REDIS_URL)
+        # The broker's Redis, which the test reads: the stream's (REDIS_URL) may be another.
+        client = _local.client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
         _local.pid = os.getpid()
     return client
 
