@@ -52,7 +52,8 @@ def test_worker_killed_running_tasks_become_lost_and_retryable(
     )
     detected = time.monotonic() - killed
     worker = TaskRun.objects.get(task_id=running[0]).worker
-    assert f"worker {worker} gone" in monitor.log  # the incident (and its mail, console backend)
+    # The incident (and its mail, console backend): its log line may follow the rows' LOST write.
+    wait_for(lambda: f"worker {worker} gone" in monitor.log, 10, "the worker-gone incident's line")
 
     operator = User.objects.create_user("lost-operator")
     operator.groups.add(Group.objects.get(name="operator"))
