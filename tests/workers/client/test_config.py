@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from celery import Celery
 
-from tasktrail.config import ClientConfig, ConfigError, resolve
+from tasktrail.config import ClientConfig, ConfigError, masked, resolve, scrubbed
 from tasktrail.events import DEFAULT_MAX_ARGS_BYTES
 from tasktrail.task_inputs import DEFAULT_SECRET_KEYS
 
@@ -104,3 +104,49 @@ def test_the_environment_and_the_overrides():
 def test_an_unknown_option_is_an_error():
     with pytest.raises(ConfigError, match="redis_uri"):
         resolve(app_with("redis://cache/0"), {"redis_uri": "redis://x"}, environ={})
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:pw@cache:6379/2", "redis://:**@cache:6379/2"),
+        ("amqp://u:hunter2@h1//;amqp://u:hunter2@h2//", "amqp://u:**@h1//;amqp://u:**@h2//"),
+        ("amqp://u:hunter2@h1//; amqp://v:other3@h2//", "amqp://u:**@h1//;amqp://v:**@h2//"),
+        ("unix:///s.sock?db=1&password=hunter2", "unix:///s.sock"),
+        ("redis://u:hunter2@h:notaport/0;redis://u:hunter2@h2/0", "redis://**;redis://u:**@h2/0"),
+        ("redis:/:hunter2@h/0", "**"),  # not a URL kombu reads: nothing of it shown
+        ("localhost", "localhost"),
+        ("", ""),
+    ],
+)
+def test_masked_hides_the_password_of_every_url_in_a_failover_list(url, shown):
+    assert masked(url) == shown
+
+
+def test_masked_never_raises():
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    assert masked(Unprintable()) == "<unreadable URL>"
+    assert masked(None) == "None"
+
+
+def test_scrubbed_removes_each_password_of_the_url_from_a_message():
+    url = "amqp://u:s3cr%2Ft@h1//;amqp://u:hunter2@h2//;redis://h3/0?password=qtoken9"
+    message = (
+        "cannot connect to amqp://u:s3cr%2Ft@h1//: auth failed for s3cr/t; "
+        "amqp://u:hunter2@h2// refused; qtoken9 rejected"
+    )
+    text = scrubbed(message, url)
+    assert text == (
+        "cannot connect to amqp://u:**@h1//: auth failed for **; amqp://u:**@h2// refused; "
+        "** rejected"
+    )
+    assert scrubbed("nothing to hide", "redis://h/0") == "nothing to hide"
+    assert scrubbed("x", "redis://[bad") == "x"
+
+
+@pytest.mark.parametrize("url", ["redis://u:1?ss@h/0", "redis://u:12/ss@h/0", "redis://u:1#ss@h"])
+def test_masked_shows_nothing_of_a_password_holding_a_url_delimiter(url):
+    assert masked(url) == "redis://**"

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import unquote
 
 from kombu.utils.url import maybe_sanitize_url
 
@@ -76,21 +78,64 @@ class ClientConfig:
         )
 
 
-_SECRET_QUERY: Final = re.compile(
-    r"([?&;](?:password|passwd|pass|pwd|secret|token|[a-z_]*secret_key|sasl_password)=)[^&;#]*",
-    re.IGNORECASE,
+def masked(url: Any) -> str:
+    """``url`` with every password replaced by ``**``: each URL of a kombu failover list
+    (``url1;url2``), not only the first. The query is left out (kombu drops it; redis-py reads
+    ``?password=``). Never raises, never shows a password."""
+    try:
+        return ";".join(_masked_one(part.strip()) for part in str(url).split(";"))
+    except Exception:
+        return "<unreadable URL>"
+
+
+def _masked_one(part: str) -> str:
+    if "://" not in part:  # not a URL kombu reads: show it only when it cannot hide a credential
+        return _MASK if any(mark in part for mark in "@?=") else part
+    scheme, rest = part.split("://", 1)
+    scheme = scheme if scheme and set(scheme) <= _SCHEME_CHARS else ""
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in rest[len(netloc) :]:  # a password holding "/?#": kombu would show part of it
+        return f"{scheme}://{_MASK}" if scheme else _MASK
+    try:
+        return str(maybe_sanitize_url(part, mask=_MASK))
+    except Exception:  # a bad port or IPv6 host: keep the scheme, which says what was meant
+        return f"{scheme}://{_MASK}" if scheme else _MASK
+
+
+_MASK: Final = "**"
+_SCHEME_CHARS: Final = frozenset(string.ascii_letters + string.digits + "+.-")
+# A query value that is a credential (redis-py reads ?password=); ";" also parts kombu's lists.
+_SECRET_QUERY_VALUE: Final = re.compile(
+    r"[?&;][^=&;?#/]*(?:pass|pwd|secret|token)[^=&;?#/]*=([^&;#]*)", re.IGNORECASE
 )
 
 
-def masked(url: Any) -> str:
-    """``url`` with its password replaced by ``**``, in the user part and in the query (redis-py
-    reads ``unix:///sock?password=…``). Never raises, never shows the password."""
-    text = str(url)
+def scrubbed(text: str, url: str) -> str:
+    """``text`` with every password of ``url`` (each URL of a failover list, as written and
+    percent-decoded) replaced by ``**``: for error messages that repeat the URL. Never raises."""
     try:
-        text = str(maybe_sanitize_url(text))
+        for secret in sorted(_passwords(str(url)), key=len, reverse=True):
+            text = text.replace(secret, _MASK)
+        return text
     except Exception:
-        return "<unreadable URL>"
-    return _SECRET_QUERY.sub(r"\1**", text)
+        return "<unreadable message>"
+
+
+def _passwords(url: str) -> set[str]:
+    found: set[str] = set()
+    for part in url.split(";"):
+        if "://" not in part:
+            continue
+        rest = part.split("://", 1)[1]
+        # The user part as urllib reads it (up to the first "/?#") and as a careless writer
+        # meant it (up to the last "@"): a password holding "/" is found either way.
+        for netloc in (re.split(r"[/?#]", rest, maxsplit=1)[0], rest.rpartition("@")[0] + "@"):
+            userinfo = netloc.rpartition("@")[0]
+            if ":" in userinfo:
+                found.add(userinfo.split(":", 1)[1])
+    found.update(match.group(1) for match in _SECRET_QUERY_VALUE.finditer(url))
+    found |= {unquote(secret) for secret in found}
+    return {secret for secret in found if secret and secret != _MASK}
 
 
 def resolve(
@@ -167,7 +212,7 @@ def redis_url(url: str, source: str) -> str:
 
 def _without(message: str, url: str) -> str:
     # An error message from parsing might quote the URL, password included.
-    return message.replace(url, masked(url))[:200]
+    return scrubbed(message, url)[:200]
 
 
 def _stream(given: Any, env: Mapping[str, str]) -> str:
