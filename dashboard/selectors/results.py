@@ -14,6 +14,7 @@ import datetime as dt
 import enum
 import functools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -247,6 +248,14 @@ def _decode(payload: bytes | str) -> dict[str, Any]:
 
 
 # -- django-celery-results ---------------------------------------------------------------------
+
+
+def django_db_status(*, task_id: str) -> Mapping[str, Any] | None:
+    """``status`` and ``date_done`` of the task's django-celery-results row, if any; the result
+    itself is not read."""
+    from django_celery_results.models import TaskResult
+
+    return TaskResult.objects.filter(task_id=task_id).values("status", "date_done").first()
 
 
 def _from_django_db(task_id: str) -> StoredResult:

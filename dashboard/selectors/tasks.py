@@ -16,7 +16,6 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
-from django_celery_results.models import TaskResult
 
 from dashboard import redis_keys
 from dashboard.filters import TASK_ID_PREFIX_MIN, TaskFilter, is_trace_id
@@ -184,7 +183,6 @@ def task_list(
 class TaskDetail:
     task: TaskRun
     attempts: list[TaskAttempt]
-    result: TaskResult | None
     parent: TaskRun | None
     root: TaskRun | None
     children: list[TaskRun]
@@ -207,7 +205,6 @@ def task_detail(*, task_id: str) -> TaskDetail | None:
     return TaskDetail(
         task=task,
         attempts=list(TaskAttempt.objects.filter(task_id=task_id).order_by("attempt")),
-        result=TaskResult.objects.filter(task_id=task_id).first(),
         # Rows recorded before the merge dropped self-parents may still name their own id.
         parent=related.get(task.parent_id or "") if task.parent_id != task.task_id else None,
         root=related.get(task.root_id or "") if task.root_id != task.task_id else None,

@@ -21,6 +21,7 @@ from dashboard.models import TaskAttempt, TaskRun
 from dashboard.pagination import Cursor
 from dashboard.redaction import redacted_call
 from dashboard.selectors.api_tokens import api_token_user
+from dashboard.selectors.results import django_db_status
 from dashboard.selectors.tasks import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, task_detail, task_list
 from dashboard.views.access import VIEW_TASKS
 
@@ -122,6 +123,7 @@ def api_task(request: HttpRequest, task_id: str) -> HttpResponse:
     if detail is None:
         return error("No task with this id has been recorded.", 404)
     task = detail.task
+    stored = django_db_status(task_id=task_id)
     shown = redacted_call(task.args, task.kwargs, task.arg_names, settings.TASKTRAIL_REDACT_KEYS)
     body = task_json(task) | {
         "args": shown.args,
@@ -133,8 +135,8 @@ def api_task(request: HttpRequest, task_id: str) -> HttpResponse:
         "retry_of": task.retry_of,
         "retried_as": detail.retried_as.task_id if detail.retried_as else None,
         "children": [c.task_id for c in detail.children],
-        "result": {"status": detail.result.status, "date_done": _iso(detail.result.date_done)}
-        if detail.result
+        "result": {"status": stored["status"], "date_done": _iso(stored["date_done"])}
+        if stored
         else None,
         "attempts": [attempt_json(a) for a in detail.attempts],
     }

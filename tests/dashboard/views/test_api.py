@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.urls import reverse
 
@@ -74,3 +76,24 @@ def test_api_task_detail_404(viewer_client):
 def test_api_responses_are_json_content_type(viewer_client, tasks):
     response = viewer_client.get(reverse("api-tasks"))
     assert response["Content-Type"] == "application/json"
+
+
+def test_api_task_detail_result_is_the_stored_status_without_the_value(viewer_client, tasks):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django_celery_results.models import TaskResult
+
+    ok = tasks["ok"]
+    url = reverse("api-task", args=[ok.task_id])
+    assert viewer_client.get(url).json()["result"] is None
+    TaskResult.objects.create(
+        task_id=ok.task_id, status="SUCCESS", result='{"secret-ish": "big value"}',
+        content_type="application/json", content_encoding="utf-8",
+    )  # fmt: skip
+    with CaptureQueriesContext(connection) as queries:
+        data = viewer_client.get(url).json()
+    assert data["result"]["status"] == "SUCCESS"
+    stored = TaskResult.objects.get().date_done
+    assert dt.datetime.fromisoformat(data["result"]["date_done"]) == stored
+    reads = [q["sql"] for q in queries if "django_celery_results_taskresult" in q["sql"]]
+    assert len(reads) == 1 and '"result"' not in reads[0].split("FROM")[0]
