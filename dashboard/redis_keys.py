@@ -7,6 +7,8 @@ never import each other for a string. Every key starts with the stream's name, s
 
 from __future__ import annotations
 
+from tasktrail.stream_writer import TRIMMED_KEY_SUFFIX
+
 
 def monitors(stream: str) -> str:
     """Hash: monitor consumer name -> its latest heartbeat (JSON)."""
@@ -30,8 +32,8 @@ def alert_snapshot(stream: str) -> str:
 
 def stream_trimmed(stream: str) -> str:
     """Hash the task processes write: ``entries`` dropped past the stream's length cap (in all),
-    ``at`` the latest such trim, ``cap`` the cap they use (``tasktrail.stream_writer``)."""
-    return f"{stream}:trimmed"
+    ``at`` the latest such trim, ``cap`` the cap they use. Named by the client, which writes it."""
+    return stream + TRIMMED_KEY_SUFFIX
 
 
 def overview_figures(stream: str) -> str:
