@@ -83,11 +83,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command == "web":
         web(args[1:])
         return
-    if command in NEEDS_STREAM and not _wants_help(args):
+    run_django(full)
+
+
+def run_django(argv: list[str]) -> None:
+    """A Django management command, as ``manage.py`` runs it (``prepare_environment`` first):
+    the commands that serve or read the stream refuse to start without one."""
+    command = argv[1] if len(argv) > 1 else ""
+    if command in NEEDS_STREAM and not _wants_help(argv[1:]):
         require_stream(command)
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(full)
+    execute_from_command_line(argv)
 
 
 def print_help() -> None:
