@@ -37,7 +37,7 @@ class LeaseHeld(Exception):
 
 def lease_for(client: redis.Redis, stream: str | None = None) -> Lease:
     stream = stream or settings.TASKTRAIL_STREAM
-    return Lease(client, redis_keys.prune_lease(stream), LEASE_SECONDS)
+    return Lease(client, redis_keys.prune_lease(stream), LEASE_SECONDS, WAIT_POLL_SECONDS)
 
 
 def run_pass(
@@ -56,19 +56,17 @@ def run_pass(
     """Take the lease (waiting up to ``wait`` seconds for it), run one pass, release it.
 
     Raises ``LeaseHeld`` when another pass holds the lease past ``wait`` (``on_wait`` is told
-    when the wait begins). A real pass's figures
-    go to Redis (``redis_keys.prune_last``) with ``next_run_at``; a dry run changes nothing."""
+    when the wait begins). A real pass's figures go to Redis (``redis_keys.prune_last``) with
+    ``next_run_at``; a dry run changes nothing."""
     policy = policy or RetentionPolicy.from_settings()
     lease = lease_for(client)
-    give_up = time.monotonic() + wait
-    told = False
-    while not lease.acquire():
-        if time.monotonic() >= give_up or stopping():
+    if not lease.acquire():
+        if wait <= 0:
             raise LeaseHeld(lease.holder())
-        if on_wait is not None and not told:
-            on_wait(lease.holder())  # once: "waiting for …"
-            told = True
-        time.sleep(WAIT_POLL_SECONDS)
+        if on_wait is not None:
+            on_wait(lease.holder())  # "waiting for …"
+        if not lease.acquire(wait):
+            raise LeaseHeld(lease.holder())
     seconds = settings.TASKTRAIL_PRUNE_PASS_SECONDS if pass_seconds is None else pass_seconds
     deadline = time.monotonic() + seconds if seconds > 0 else None
 
