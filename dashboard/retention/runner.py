@@ -57,10 +57,10 @@ def run_pass(
 
     Raises ``LeaseHeld`` when another pass holds the lease past ``wait`` (``on_wait`` is told
     when the wait begins). A real pass's figures go to Redis (``redis_keys.prune_last``) with
-    ``next_run_at``; a dry run changes nothing."""
+    ``next_run_at``. A dry run changes nothing, so it takes no lease and runs beside a pass."""
     policy = policy or RetentionPolicy.from_settings()
-    lease = lease_for(client)
-    if not lease.acquire():
+    lease = None if dry_run else lease_for(client)
+    if lease is not None and not lease.acquire():
         if wait <= 0:
             raise LeaseHeld(lease.holder())
         if on_wait is not None:
@@ -73,6 +73,8 @@ def run_pass(
     def keep_going() -> bool:
         if stopping():
             return False
+        if lease is None:
+            return True
         try:
             return lease.renew()
         except redis.RedisError:
@@ -89,7 +91,8 @@ def run_pass(
         )
     finally:
         try:
-            lease.release()
+            if lease is not None:
+                lease.release()
         except redis.RedisError:
             logger.warning("retention: could not release the lease; it expires by itself")
     if not dry_run:

@@ -101,3 +101,19 @@ def test_another_pass_holding_the_lease_refuses_or_is_waited_for(redis_client, s
         waiting.stop()
     assert "Removed:" in waiting.output.text
     assert set(TaskRun.objects.values_list("task_id", flat=True)) == new
+
+
+def test_a_dry_run_runs_while_another_pass_holds_the_lease(redis_client, settings):
+    old, new = old_and_new(settings)
+    lease = lease_for(redis_client)
+    assert lease.acquire()
+    try:
+        out = io.StringIO()
+        call_command("prune", "--dry-run", stdout=out)  # counts only: no lease, no refusal
+        assert "Would remove:" in out.getvalue() and "TaskRun                2" in out.getvalue()
+        assert set(TaskRun.objects.values_list("task_id", flat=True)) == old | new
+        assert lease.holder() == lease.token  # the holder's lease is untouched
+        with pytest.raises(CommandError, match="another retention pass is running"):
+            call_command("prune")
+    finally:
+        lease.release()
