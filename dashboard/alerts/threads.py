@@ -60,6 +60,11 @@ class Repeating:
         self._stopping = True
         self._wake.set()
 
+    @property
+    def stopping(self) -> bool:
+        """Stop was asked: a long job asks this to end early."""
+        return self._stopping
+
     def join(self, timeout: float) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -136,27 +135,20 @@ class PruneThread:
     def __init__(self, client: redis.Redis, every: float) -> None:
         self.client = client
         self.every = every
-        self._stop = threading.Event()
         self.repeating = Repeating("prune", self._job, every)
-        self.reports: list[PruneReport] = []  # the latest few, for tests and logs
-        self.skipped = 0
 
     def _job(self) -> None:
         next_at = timezone.now() + dt.timedelta(seconds=self.every)
         try:
-            report = run_pass(self.client, next_run_at=next_at, stopping=self._stop.is_set)
+            run_pass(self.client, next_run_at=next_at, stopping=lambda: self.repeating.stopping)
         except LeaseHeld as held:
-            self.skipped += 1
             logger.debug("retention: skipped, %s", held)
-            return
-        self.reports = [*self.reports[-9:], report]
 
     def start(self) -> PruneThread:
         self.repeating.start()
         return self
 
     def stop(self, timeout: float = STOP_SECONDS) -> bool:
-        self._stop.set()
         self.repeating.stop()
         return self.repeating.join(timeout)
 
