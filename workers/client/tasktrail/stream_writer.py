@@ -17,10 +17,11 @@ again; a process that exits while Redis is down can only log them).
 The stream has a length cap (``max_entries``, ``TASKTRAIL_STREAM_MAX_ENTRIES``) so Redis does not
 fill up while no monitor reads it. The monitor deletes what it has written, so every entry left is
 one no monitor has finished: the writers enforce the cap themselves (it must hold while the monitor
-is down) and count what they trim. Each XADD is pipelined with an XLEN (no extra round trip); past
-the cap, one script trims with ``XTRIM MAXLEN ~`` and adds the number removed to the ``entries``
-field of the ``<stream>:trimmed`` hash in the same step, so no trimmed entry goes uncounted. The
-monitor shows that count and warns well before the cap is reached.
+is down) and count what they trim. Each XADD is pipelined with an ``XTRIM MAXLEN ~ cap`` (no extra
+round trip; below the cap it removes nothing and costs next to nothing). XTRIM says how many
+entries it removed; when some were, a second round trip adds them to the ``entries`` field of the
+``<stream>:trimmed`` hash (a count Redis does not take yet is kept and added with the next one).
+The monitor shows that count and warns well before the cap is reached.
 """
 
 from __future__ import annotations
@@ -43,20 +44,7 @@ DEFAULT_STREAM = "tasktrail:events"
 STATS_KEY_SUFFIX = ":recorder"
 TRIMMED_KEY_SUFFIX = ":trimmed"  # hash: entries (trimmed in all), at (latest trim), cap
 DEFAULT_MAX_ENTRIES = 1_000_000
-# An approximate trim removes whole stream nodes (100 entries by default) and may remove nothing
-# just past the cap: a process tries again only once this many more entries have arrived.
-TRIM_AGAIN_AFTER = 100
 TRIM_LOG_SECONDS = 60.0  # one warning a minute per process while trimming goes on
-
-# Trim and count in one atomic step: the count cannot miss a trim that happened.
-TRIM_SCRIPT = """
-local removed = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[1])
-if removed > 0 then
-  redis.call('HINCRBY', KEYS[2], 'entries', removed)
-  redis.call('HSET', KEYS[2], 'at', ARGV[2])
-end
-return removed
-"""
 
 
 @dataclass
@@ -103,8 +91,7 @@ class StreamWriter:
         self._backoff_until = 0.0
         self._backoff = 0.0
         self._unreported_drops = 0
-        self._unreported_trims = 0  # trimmed without the script, not yet added to the counter
-        self._trim_floor = 0  # the stream length below which no trim is tried
+        self._unreported_trims = 0  # trimmed, not yet added to the counter (Redis refused it)
         self._next_trim_log = 0.0
         self._cap_published = False
         self.stats = WriterStats()
@@ -200,28 +187,19 @@ class StreamWriter:
             return
         pipe = client.pipeline(transaction=False)
         pipe.xadd(self.stream, encode_batch(batch))
-        pipe.xlen(self.stream)
+        pipe.xtrim(self.stream, maxlen=self.max_entries, approximate=True)
         if not self._cap_published:  # so the monitor warns against the cap the writers use
             pipe.hset(self.trimmed_key, "cap", self.max_entries)
         replies = pipe.execute(raise_on_error=False)
         if isinstance(replies[0], Exception):
             raise replies[0]
         self._cap_published = not any(isinstance(r, Exception) for r in replies[2:])
-        if isinstance(replies[1], int):
-            self._trim(client, replies[1])
+        self._count_trim(client, replies[1])
 
-    def _trim(self, client: redis.Redis, length: int) -> None:
-        """Trim the stream to the cap when it is past it, counting what goes. Never raises: the
-        batch is written by now, and a failed trim is tried again later."""
-        if length <= self.max_entries and not self._unreported_trims:
-            return
-        if length <= self.max_entries or length < self._trim_floor:
-            self._report_trims(client)
-            return
-        self._trim_floor = length + TRIM_AGAIN_AFTER
-        try:
-            removed = self._trim_counted(client)
-        except Exception as exc:
+    def _count_trim(self, client: redis.Redis, reply: Any) -> None:
+        """Add what XTRIM removed to the stream's count. Never raises: the batch is written by now,
+        and a count Redis does not take is kept for the next trim."""
+        if not isinstance(reply, int):  # XTRIM refused (an ACL): the stream grows past the cap
             self.stats.failed_trims += 1
             if self.stats.failed_trims == 1:
                 logger.warning(
@@ -229,47 +207,30 @@ class StreamWriter:
                     "past the cap until Redis allows XTRIM",
                     self.stream,
                     self.max_entries,
-                    exc,
+                    reply,
                 )
             return
-        if removed:
-            self.stats.trimmed += removed
-            self._trim_floor = length - removed + TRIM_AGAIN_AFTER
+        if reply > 0:
+            self.stats.trimmed += reply
+            self._unreported_trims += reply
             now = time.monotonic()
             if now >= self._next_trim_log:  # a trim every ~100 entries while the monitor is down
                 self._next_trim_log = now + TRIM_LOG_SECONDS
                 logger.warning(
-                    "tasktrail recorder: %s held %d entries, over its cap of %d: dropped the "
-                    "oldest, %d by this process so far (no monitor had written them; counted in "
-                    "%s)",
+                    "tasktrail recorder: %s went over its cap of %d entries: dropped the oldest, "
+                    "%d by this process so far (no monitor had written them; counted in %s)",
                     self.stream,
-                    length,
                     self.max_entries,
                     self.stats.trimmed,
                     self.trimmed_key,
                 )
-
-    def _trim_counted(self, client: redis.Redis) -> int:
-        keys = [self.stream, self.trimmed_key]
-        try:
-            return int(client.eval(TRIM_SCRIPT, 2, *keys, self.max_entries, time.time()))
-        except redis.ResponseError:
-            pass
-        # Scripts refused (an ACL, a managed Redis): trim, then count; the count is kept until
-        # Redis takes it.
-        removed = int(client.xtrim(self.stream, maxlen=self.max_entries, approximate=True))
-        self._unreported_trims += removed
-        self._report_trims(client)
-        return removed
-
-    def _report_trims(self, client: redis.Redis) -> None:
         if not self._unreported_trims:
             return
         count, self._unreported_trims = self._unreported_trims, 0
         try:
             pipe = client.pipeline(transaction=False)
             pipe.hincrby(self.trimmed_key, "entries", count)
-            pipe.hset(self.trimmed_key, "at", time.time())
+            pipe.hset(self.trimmed_key, mapping={"at": time.time(), "cap": self.max_entries})
             pipe.execute()
         except Exception:
             self._unreported_trims += count
