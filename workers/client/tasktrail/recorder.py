@@ -245,11 +245,19 @@ def _request_value(request: Any, name: str) -> Any:
     return value
 
 
-def _args_fields(recorder: Recorder, name: str, args: Any, kwargs: Any) -> dict[str, Any]:
+_EXTRACT: Any = object()  # _args_fields: the input id is to be read from the arguments
+
+
+def _args_fields(
+    recorder: Recorder, name: str, args: Any, kwargs: Any, input_id: Any = _EXTRACT
+) -> dict[str, Any]:
+    """The event's argument fields; ``input_id`` given when already known (the publish header)."""
     rule = recorder.rule_for(name)
     kept = keep_args(args, kwargs, recorder.max_args_bytes)
+    if input_id is _EXTRACT:
+        input_id = extract_input_id(rule, args or (), kwargs or {})
     return {
-        "input_id": extract_input_id(rule, args or (), kwargs or {}),
+        "input_id": input_id,
         "args": kept.args,
         "kwargs": kept.kwargs,
         "args_dropped": kept.dropped,
@@ -292,8 +300,8 @@ def on_after_publish(
         (body[0], body[1]) if isinstance(body, tuple | list) and len(body) >= 2 else ((), {})
     )
     published = headers[PUBLISHED_HEADER]
-    fields = _args_fields(recorder, name, args, kwargs)
-    fields["input_id"] = headers.get(INPUT_ID_HEADER)
+    # on_before_publish put the input id in the headers already: not extracted a second time
+    fields = _args_fields(recorder, name, args, kwargs, input_id=headers.get(INPUT_ID_HEADER))
     recorder.emit(
         "published",
         headers.get("id"),
