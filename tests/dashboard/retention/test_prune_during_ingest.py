@@ -84,11 +84,24 @@ def test_a_pass_while_the_monitor_writes_loses_no_event_and_no_kept_row(redis_cl
     old, kept = old_rows()
     reports: list[PruneReport] = []
     errors: list[BaseException] = []
+    new_ok = [new_task_id() for _ in range(NEW_TASKS)]
+    new_failed = [new_task_id() for _ in range(NEW_TASKS)]
+    new_ids = new_ok + new_failed
+    written: list[int] = []  # new rows already written, at the pass's batch boundaries
+
+    def between_batches() -> bool:
+        written.append(TaskRun.objects.filter(task_id__in=new_ids).count())
+        return True
 
     def prune() -> None:  # small batches, so the pass and the writes interleave
         try:
             while True:
-                report = prune_pass(RetentionPolicy(), now=timezone.now(), batch_size=10)
+                report = prune_pass(
+                    RetentionPolicy(),
+                    now=timezone.now(),
+                    batch_size=10,
+                    keep_going=between_batches,
+                )
                 reports.append(report)
                 if report.removed["TaskRun"] == 0:
                     return
@@ -101,12 +114,8 @@ def test_a_pass_while_the_monitor_writes_loses_no_event_and_no_kept_row(redis_cl
 
     pruner = threading.Thread(target=prune)
     pruner.start()
-    new_ok, new_failed = [], []
     now = time.time()
-    for n in range(NEW_TASKS):
-        ok, failed = new_task_id(), new_task_id()
-        new_ok.append(ok)
-        new_failed.append(failed)
+    for n, (ok, failed) in enumerate(zip(new_ok, new_failed, strict=True)):
         events = story_success(ok, now + n * 0.001) + story_retry_then_fail(failed, now)
         redis_client.xadd(settings.TASKTRAIL_STREAM, encode_batch(events))
     pruner.join(DEADLINE)
@@ -123,6 +132,9 @@ def test_a_pass_while_the_monitor_writes_loses_no_event_and_no_kept_row(redis_cl
     assert ids == kept | set(new_ok) | set(new_failed)
     assert sum(r.removed["TaskRun"] for r in reports) == OLD_TASKS
     assert sum(r.batches for r in reports) >= OLD_TASKS // 10
+    # the pass and the ingest overlapped: between two of its batches some new rows were written,
+    # not all
+    assert any(0 < count < len(new_ids) for count in written), written
     # every attempt of the new tasks arrived (one each for a success, two for a retried failure)
     assert TaskAttempt.objects.filter(task_id__in=new_ok).count() == NEW_TASKS
     assert TaskAttempt.objects.filter(task_id__in=new_failed).count() == 2 * NEW_TASKS
