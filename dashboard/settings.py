@@ -269,6 +269,8 @@ TASKTRAIL_BROKER_TRANSPORT_OPTIONS = env_json("TASKTRAIL_BROKER_TRANSPORT_OPTION
 # The shop's result backend (any Celery result backend URL) for the task page's result; unset:
 # django-celery-results in this database, when the shop writes there.
 TASKTRAIL_RESULT_BACKEND = os.environ.get("TASKTRAIL_RESULT_BACKEND", "")
+# The shop's result_backend_transport_options as JSON, e.g. {"global_keyprefix": "shop:"}.
+TASKTRAIL_RESULT_BACKEND_TRANSPORT_OPTIONS = env_json("TASKTRAIL_RESULT_BACKEND_TRANSPORT_OPTIONS")
 # Retry trusts a worker's task catalog this long after the worker last reported it.
 TASKTRAIL_CATALOG_MAX_AGE_SECONDS = float(
     os.environ.get("TASKTRAIL_CATALOG_MAX_AGE_SECONDS", str(7 * 24 * 3600))

@@ -126,7 +126,9 @@ def _from_backend(url: str, task_id: str) -> StoredResult:
     scheme = url.split("://", 1)[0].lower()
     if scheme in ("rpc", "amqp", "amqps"):
         return StoredResult(Outcome.UNSUPPORTED, source, RPC_UNREADABLE)
-    future = _executor().submit(_read_payload, url, task_id)
+    # The shop's options (a key prefix, a sentinel master) name where its results are.
+    options = json.dumps(settings.TASKTRAIL_RESULT_BACKEND_TRANSPORT_OPTIONS or {}, sort_keys=True)
+    future = _executor().submit(_read_payload, url, options, task_id)
     try:
         payload = future.result(timeout=READ_DEADLINE_SECONDS)
     except concurrent.futures.TimeoutError:
@@ -160,10 +162,13 @@ def _executor() -> concurrent.futures.ThreadPoolExecutor:
 
 
 @functools.lru_cache(maxsize=8)
-def _reading_app(url: str) -> Celery:
-    """A Celery app of its own that only reads results: never the current app, JSON only."""
+def _reading_app(url: str, options: str) -> Celery:
+    """A Celery app of its own that only reads results: never the current app, JSON only.
+
+    ``options``: the shop's ``result_backend_transport_options``, as JSON."""
     app = Celery("tasktrail-results", set_as_current=False, backend=url, broker="memory://")
     app.conf.update(
+        result_backend_transport_options=json.loads(options),
         accept_content=ACCEPT,
         result_accept_content=ACCEPT,
         result_serializer="json",
@@ -175,9 +180,9 @@ def _reading_app(url: str) -> Celery:
     return app
 
 
-def _backend(url: str) -> BaseKeyValueStoreBackend:
+def _backend(url: str, options: str) -> BaseKeyValueStoreBackend:
     try:
-        backend = _reading_app(url).backend  # one per thread (Celery keeps it thread-local)
+        backend = _reading_app(url, options).backend  # one per thread (Celery: thread-local)
     except ImportError as exc:
         kind = url.split("://", 1)[0].split("+", 1)[0]
         if exc.name == kind:
@@ -218,9 +223,9 @@ def _as_redis(backend: BaseKeyValueStoreBackend) -> RedisBackend | None:
     return backend if isinstance(backend, RedisBackend) else None
 
 
-def _read_payload(url: str, task_id: str) -> bytes | str | int | None:
+def _read_payload(url: str, options: str, task_id: str) -> bytes | str | int | None:
     """The stored meta as the backend keeps it; its size instead when larger than allowed."""
-    backend = _backend(url)
+    backend = _backend(url, options)
     key = backend.get_key_for_task(task_id)
     redis_backend = _as_redis(backend)
     if redis_backend is not None:  # measure before fetching

@@ -116,6 +116,26 @@ def test_a_result_stored_by_a_real_worker_is_shown(result_redis):
     assert "tok_live_123" not in (result.text or "")  # card_token is a secret-looking key
 
 
+def test_a_result_stored_under_the_shops_key_prefix_is_shown(result_redis, settings):
+    options = {"global_keyprefix": "shop:"}
+    app = shop_app()
+    app.conf.result_backend_transport_options = options
+    task_id = recorded_task()
+    app.backend.store_result(task_id, {"total": 7}, "SUCCESS")
+    key = f"shop:celery-task-meta-{task_id}"
+    try:
+        assert result_redis.exists(key)  # where the shop's prefix put it
+        missed = task_result(task_id=task_id)
+        assert missed is not None and missed.outcome == Outcome.NOT_STORED
+        settings.TASKTRAIL_RESULT_BACKEND_TRANSPORT_OPTIONS = options
+        result = task_result(task_id=task_id)
+        assert result is not None
+        assert result.outcome == Outcome.SHOWN, result.message
+        assert result.status == "SUCCESS" and '"total": 7' in (result.text or "")
+    finally:
+        result_redis.delete(key)
+
+
 def test_secret_looking_keys_are_redacted_at_any_depth(result_redis):
     task_id = recorded_task()
     value = {"user": "ann", "password": "hunter2", "nested": [{"api_key": "k-123", "n": 1}]}
