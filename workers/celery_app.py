@@ -2,8 +2,9 @@
 
 ``celery -A workers.celery_app worker`` runs a worker; tasktrail is installed on import, as a shop
 would install it, so every process that loads this app (web, worker, monitor) records the tasks it
-publishes or runs. The service's settings are passed as options, so the demo records where the
-dashboard reads.
+publishes or runs. Only the recorder URL is passed (the settings may fall back to the embedded
+Valkey, which the environment does not name); the stream, argument size and secret keys come from
+the same ``TASKTRAIL_*`` variables the settings read, as in a shop.
 """
 
 from __future__ import annotations
@@ -25,13 +26,7 @@ def _install_tasktrail() -> None:
 
     # Celery's Django fix-up reads this name from the app's own config, not the namespaced one.
     app.conf.CELERY_DB_REUSE_MAX = settings.CELERY_DB_REUSE_MAX
-    tasktrail.install(
-        app,
-        recorder_url=settings.TASKTRAIL_RECORDER_URL,
-        stream=settings.TASKTRAIL_STREAM,
-        max_args_bytes=settings.TASKTRAIL_MAX_ARGS_BYTES,
-        secret_keys=settings.TASKTRAIL_REDACT_KEYS,
-    )
+    tasktrail.install(app, recorder_url=settings.TASKTRAIL_RECORDER_URL)
 
 
 _install_tasktrail()
