@@ -150,3 +150,9 @@ def test_scrubbed_removes_each_password_of_the_url_from_a_message():
 @pytest.mark.parametrize("url", ["redis://u:1?ss@h/0", "redis://u:12/ss@h/0", "redis://u:1#ss@h"])
 def test_masked_shows_nothing_of_a_password_holding_a_url_delimiter(url):
     assert masked(url) == "redis://**"
+
+
+def test_whole_numbers_accept_python_digit_grouping():
+    env = {"TASKTRAIL_STREAM_MAX_ENTRIES": "1_000", "TASKTRAIL_MAX_ARGS_BYTES": "2_048"}
+    config = resolve(app_with("redis://cache//"), environ=env)
+    assert (config.stream_max_entries, config.max_args_bytes) == (1000, 2048)

@@ -223,20 +223,9 @@ def _stream(given: Any, env: Mapping[str, str]) -> str:
 
 
 def _max_args_bytes(given: Any, env: Mapping[str, str]) -> int:
-    raw: Any = given if given is not None else env.get(ENV_MAX_ARGS_BYTES, "").strip()
-    if raw == "" or raw is None:
-        return DEFAULT_MAX_ARGS_BYTES
-    try:
-        if isinstance(raw, bool):
-            raise ValueError
-        number = int(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"{ENV_MAX_ARGS_BYTES} must be a whole number of bytes, got {str(raw)[:40]!r}"
-        ) from None
-    if not 0 <= number <= MAX_ARGS_BYTES_LIMIT:
-        raise ConfigError(f"{ENV_MAX_ARGS_BYTES} must be 0 to {MAX_ARGS_BYTES_LIMIT}, got {number}")
-    return number
+    return _whole_number(
+        given, env, ENV_MAX_ARGS_BYTES, DEFAULT_MAX_ARGS_BYTES, MAX_ARGS_BYTES_LIMIT, "bytes"
+    )
 
 
 def _secret_keys(given: Any, env: Mapping[str, str]) -> tuple[str, ...]:
@@ -253,19 +242,38 @@ def _secret_keys(given: Any, env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def _stream_max_entries(given: Any, env: Mapping[str, str]) -> int:
-    raw: Any = given if given is not None else env.get(ENV_STREAM_MAX_ENTRIES, "").strip()
+    return _whole_number(
+        given,
+        env,
+        ENV_STREAM_MAX_ENTRIES,
+        DEFAULT_MAX_ENTRIES,
+        MAX_ENTRIES_LIMIT,
+        "entries",
+        zero="0 (no cap)",
+    )
+
+
+def _whole_number(
+    given: Any,
+    env: Mapping[str, str],
+    name: str,
+    default: int,
+    limit: int,
+    unit: str,
+    zero: str = "0",
+) -> int:
+    """``given``, else the variable ``name``, else ``default``: a whole number 0 to ``limit``."""
+    raw: Any = given if given is not None else env.get(name, "").strip()
     if raw == "" or raw is None:
-        return DEFAULT_MAX_ENTRIES
+        return default
     try:
         if isinstance(raw, bool):
             raise ValueError
-        number = int(str(raw).replace("_", "")) if isinstance(raw, str) else int(raw)
+        number = int(raw)
     except (TypeError, ValueError):
         raise ConfigError(
-            f"{ENV_STREAM_MAX_ENTRIES} must be a whole number of entries, got {str(raw)[:40]!r}"
+            f"{name} must be a whole number of {unit}, got {str(raw)[:40]!r}"
         ) from None
-    if not 0 <= number <= MAX_ENTRIES_LIMIT:
-        raise ConfigError(
-            f"{ENV_STREAM_MAX_ENTRIES} must be 0 (no cap) to {MAX_ENTRIES_LIMIT}, got {number}"
-        )
+    if not 0 <= number <= limit:
+        raise ConfigError(f"{name} must be {zero} to {limit}, got {number}")
     return number
