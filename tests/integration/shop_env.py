@@ -9,6 +9,7 @@ import http.cookiejar
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,8 +26,9 @@ from typing import Any
 from tests.processes import ROOT, Child, Output
 
 SHOP_DIR = Path(__file__).resolve().parent / "shop"
-# The client promises Python >= 3.10: the shop runs the oldest one when this machine has it.
-OLDEST_PYTHON = Path("/root/.pyenv/versions/3.10.13/bin/python")
+# The client promises Python >= 3.10: the shop runs the oldest one this machine has
+# (TASKTRAIL_TEST_SHOP_PYTHON names one), else the suite's own.
+OLDEST_PYTHONS = ("python3.10", "/root/.pyenv/versions/3.10.13/bin/python")
 # What pip prints when it cannot reach the package index.
 NETWORK_ERRORS = (
     "NewConnectionError",
@@ -45,7 +47,13 @@ class Unreachable(Exception):
 
 
 def shop_base_python() -> str:
-    return str(OLDEST_PYTHON) if OLDEST_PYTHON.exists() else sys.executable
+    named = os.environ.get("TASKTRAIL_TEST_SHOP_PYTHON")
+    for candidate in ([named] if named else []) + list(OLDEST_PYTHONS):
+        found = shutil.which(candidate)
+        # A pyenv shim is on PATH even where that version is not installed: it must run.
+        if found and subprocess.run([found, "-c", ""], capture_output=True).returncode == 0:
+            return found
+    return sys.executable
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -233,20 +241,6 @@ class _Forms(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "form":
             self._open = None
-
-
-def table_rows(html: str) -> dict[str, list[str]]:
-    """The rows of the page's table body: the row header's text -> the other cells' texts."""
-    rows: dict[str, list[str]] = {}
-    body = html.split("<tbody>", 1)[-1].split("</tbody>", 1)[0] if "<tbody>" in html else ""
-    for row in re.findall(r"<tr>(.*?)</tr>", body, re.S):
-        cells = [
-            re.sub(r"<[^>]+>", "", c).strip()
-            for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
-        ]
-        if cells:
-            rows[cells[0]] = cells[1:]
-    return rows
 
 
 def forms(html: str) -> list[Form]:

@@ -265,7 +265,6 @@ class Stack:
             TASKTRAIL_STREAM=names.stream,
             TASKTRAIL_BROKER_URL=redis_url,
             TASKTRAIL_BROKER_TRANSPORT_OPTIONS=names.transport_options,
-            TASKTRAIL_ALERT_CHECK_SECONDS="1",  # the queues page's figures, soon
         )
         self.shop = shop_env(
             inst,
