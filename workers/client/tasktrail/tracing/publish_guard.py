@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final
 
-from celery import Celery, current_app
+from celery import Celery, registry  # the lazy module the instrumentation reads
 from opentelemetry import context, trace
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -28,7 +28,9 @@ logger = logging.getLogger("tasktrail.tracing")
 
 _ORIGINAL: Final = "__tasktrail_unguarded__"
 # Where the instrumentation keeps (span, activation, token) per (task id, is_publish) on the task
-# object (opentelemetry.instrumentation.celery.utils.CTX_KEY).
+# object (opentelemetry.instrumentation.celery.utils.CTX_KEY). It finds that task by name in
+# ``celery.registry.tasks``, the *current* app's registry, whichever app publishes
+# (utils.retrieve_task_from_sender): the entry is looked for there, by the same rule.
 _CTX_KEY: Final = "__otel_task_span"
 
 
@@ -58,7 +60,7 @@ def _guarded(send_task: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return send_task(self, name, *args, **kwargs)
         except BaseException as exc:
-            _end_dangling(self, name, before, exc)
+            _end_dangling(name, before, exc)
             raise
         finally:
             # Restores the caller's context even if something inside attached and never detached.
@@ -68,18 +70,14 @@ def _guarded(send_task: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
-def _end_dangling(app: Celery, name: str, before: Span, exc: BaseException) -> None:
+def _end_dangling(name: str, before: Span, exc: BaseException) -> None:
     """End the span a failed publish left current, recording ``exc`` on it. Never raises."""
     try:
         current = trace.get_current_span()
         if current is before or not current.is_recording():
             return
-        # The instrumentation keeps its entry on the task of the *current* app's registry, which
-        # is not the publishing app's when that one only sends by name (the service's actions).
-        for task in (app.tasks.get(name), current_app.tasks.get(name)):
-            entries = getattr(task, _CTX_KEY, None)
-            if not isinstance(entries, dict):
-                continue
+        entries = getattr(registry.tasks.get(name), _CTX_KEY, None)
+        if isinstance(entries, dict):
             for key, entry in list(entries.items()):
                 span, activation = entry[0], entry[1]
                 if isinstance(key, tuple) and len(key) == 2 and key[1] and span is current:
