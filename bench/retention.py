@@ -19,12 +19,14 @@ admin comparison's rows) and for one expired task in two.
 One ``manage.py monitor --no-alerts`` is kept busy by a stream topped up the whole time
 (``Feeder``). After a warm-up, windows without pruning alternate with ``prune_pass`` runs in a
 process of their own (default policy and batch size, ``--segment`` seconds each by their deadline,
-as the monitor's pruning thread runs them), until a pass completes; a window without pruning ends
+as the monitor's pruning thread runs them, but beside the monitor rather than inside its process:
+the monitor runs with that thread off), until a pass completes; a window without pruning ends
 the series. Meanwhile a page process requests the Tasks list's first page and a kept task's page
 every 100 ms, ``pg_locks`` is sampled every 50 ms for lock waits of every session of the database
 (by ``application_name``), and the monitor's RSS is sampled. Then the run's ingested rows are
 deleted, VACUUM ANALYZE runs (timed, not counted in the pruning), and the pages are timed at the K
-kept rows beside django-celery-results' admin on the same rows (``bench.pages``' method).
+kept rows beside django-celery-results' admin on the same rows (``bench.pages``' method), the
+overview with the figures a monitor's check counts stored first.
 
 Children of this module: ``--role prune`` (one pass, JSON out) and ``--role poll`` (the pages in a
 loop until SIGTERM, JSON out).
@@ -598,6 +600,7 @@ class Result:
     check: str
     pages: list[dict[str, Any]] = field(default_factory=list)
     page_repeat: int = 0
+    overview_check_ms: float | None = None  # counting the overview's figures, as a check does
 
     @property
     def prune_seconds(self) -> float:
@@ -792,7 +795,7 @@ def run_driver(args: argparse.Namespace) -> Result:
             cursor.execute("VACUUM ANALYZE")
         vacuum_seconds = time.perf_counter() - started
         log(f"VACUUM ANALYZE after the passes: {vacuum_seconds:.1f}s; timing pages")
-        pages = _time_pages(kept_task, args.page_repeat)
+        pages, overview_check_ms = _time_pages(kept_task, args.page_repeat)
     finally:
         bench.close()
     return Result(
@@ -810,6 +813,7 @@ def run_driver(args: argparse.Namespace) -> Result:
         check=check,
         pages=pages,
         page_repeat=args.page_repeat,
+        overview_check_ms=overview_check_ms,
     )
 
 
@@ -947,12 +951,16 @@ def _check_rows(seed: Seed, prefix: str) -> str:
     )
 
 
-def _time_pages(kept_task: str, repeat: int) -> list[dict[str, Any]]:
-    """``bench.pages``' method on the kept rows: server time through the test client."""
+def _time_pages(kept_task: str, repeat: int) -> tuple[list[dict[str, Any]], float]:
+    """``bench.pages``' method on the kept rows: server time through the test client; and the
+    time to count the overview's figures, which are stored first (the monitor runs without
+    alerts, so none of its checks stored them)."""
     from django.test import Client
     from django_celery_results.models import TaskResult
 
-    from bench.pages import NAMES, _time
+    from bench.pages import NAMES, _time, write_overview_figures
+
+    overview_check_ms = write_overview_figures()
 
     client = Client()
     client.force_login(_superuser())
@@ -979,7 +987,7 @@ def _time_pages(kept_task: str, repeat: int) -> list[dict[str, Any]]:
                 "admin_ms": None if theirs is None else _time(label, theirs, repeat),
             }
         )
-    return timings
+    return timings, overview_check_ms
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -1058,7 +1066,9 @@ def markdown(result: Result, heading: str = "##") -> list[str]:
         "the others 1-13 days old), 1.1 TaskAttempt rows per task, django-celery-results "
         f"TaskResult rows for every kept task and {result.expired_results:,} expired ones; "
         "VACUUM ANALYZE before (the server runs without autovacuum). `prune_pass` with the "
-        f"default policy and batch size ({result.batch_size:,}), in a process of its own, "
+        f"default policy and batch size ({result.batch_size:,}), in a process of its own beside "
+        "the monitor (the monitor's pruning thread runs the same passes inside the monitor's "
+        "process; here that thread is off), "
         f"{result.segment_seconds:.0f} s per pass (its deadline), alternating with "
         f"{result.segment_seconds:.0f} s windows without pruning, while one "
         "`manage.py monitor --no-alerts` ingests a stream kept topped up (always busy: its rate "
@@ -1114,7 +1124,14 @@ def markdown(result: Result, heading: str = "##") -> list[str]:
             f"Pages at the {result.kept:,} kept tasks after pruning ({result.recent:,} in the "
             "last 24 h), beside django-celery-results' admin on the same rows: server time "
             f"through Django's test client as a superuser, median of {result.page_repeat} after "
-            "one warm-up request (`bench.pages`' method).",
+            "one warm-up request (`bench.pages`' method). The overview shows the figures "
+            "stored before timing it, counted as a monitor's alert check counts them"
+            + (
+                ""
+                if result.overview_check_ms is None
+                else f" (counting took {result.overview_check_ms:.0f} ms, once per check)"
+            )
+            + ".",
             "",
             *_table(
                 ["page", "tasktrail ms", "django-celery-results admin ms", "admin / tasktrail"],
