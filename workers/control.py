@@ -11,7 +11,7 @@ A web worker never waits long on a broker that is down: each connection attempt 
 the broker's handshake) is bounded by ``CONNECT_TIMEOUT``, each call reconnects at most
 ``RECONNECTS`` times, and the control app's connections bound kombu's reconnect loop (which a remote
 control broadcast would otherwise retry forever). A call that cannot reach the broker raises
-``BrokerError``, whose text names the broker without its password.
+``BrokerError``, whose text names the broker without its passwords (every URL of a failover list).
 
 An operator's retry **links** to the original trace rather than continuing it: it is published
 under a span of the operator's own request (so the retry and everything it causes share that
@@ -27,7 +27,7 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import redis
 from celery import Celery
@@ -35,10 +35,10 @@ from celery.app.amqp import AMQP
 from django.conf import settings
 from kombu import Connection
 from kombu.exceptions import EncodeError, OperationalError
-from kombu.utils.url import maybe_sanitize_url
 from opentelemetry import trace
 
 from tasktrail import revocations
+from tasktrail.config import masked, scrubbed
 from tasktrail.recorder import RETRY_OF_HEADER
 from tasktrail.tracing.context import TraceParent
 
@@ -147,23 +147,13 @@ def control_app() -> Celery:
 
 
 def broker_name(url: str | None = None) -> str:
-    """The broker's URL as it may be shown or logged: without its password."""
-    return str(maybe_sanitize_url(url if url is not None else settings.TASKTRAIL_BROKER_URL))
+    """The broker's URL as it may be shown or logged: without its passwords."""
+    return masked(url if url is not None else settings.TASKTRAIL_BROKER_URL)
 
 
 def mask(text: str, url: str | None = None) -> str:
-    """``text`` with the broker URL's credentials taken out, wherever an error repeated them."""
-    url = url if url is not None else settings.TASKTRAIL_BROKER_URL
-    if not url:
-        return text
-    text = text.replace(url, broker_name(url))
-    parts = urlsplit(url)
-    password = parts.password
-    if password:
-        for secret in {password, unquote(password)}:
-            if len(secret) >= 3:  # shorter: too likely to match ordinary text; never shown alone
-                text = text.replace(secret, "**")
-    return text
+    """``text`` with the broker URL's passwords taken out, wherever an error repeated them."""
+    return scrubbed(text, url if url is not None else settings.TASKTRAIL_BROKER_URL)
 
 
 def _broker_error(exc: BaseException, app: Celery, queue: str | None = None) -> BrokerError:

@@ -17,7 +17,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.backends.base import BaseKeyValueStoreBackend
@@ -25,10 +24,10 @@ from django.apps import apps
 from django.conf import settings
 from kombu.exceptions import ContentDisallowed, DecodeError
 from kombu.serialization import loads
-from kombu.utils.url import maybe_sanitize_url
 
 from dashboard.models import TaskRun
 from dashboard.redaction import redact
+from tasktrail.config import masked, scrubbed
 
 if TYPE_CHECKING:
     from celery.backends.redis import RedisBackend
@@ -109,13 +108,7 @@ def task_result(*, task_id: str) -> StoredResult | None:
 
 def shown_url(url: str) -> str:
     """The backend URL as the page may show it: no password, whatever the URL's shape."""
-    parts = []
-    for part in url.split(";"):  # sentinel:// lists several hosts
-        try:
-            parts.append(maybe_sanitize_url(part.strip(), mask="**"))
-        except ValueError:
-            parts.append(f"{part.split('://', 1)[0]}://**")
-    return ";".join(parts)
+    return masked(url)
 
 
 # -- the shop's result backend -----------------------------------------------------------------
@@ -347,12 +340,4 @@ def _too_large(size: int) -> str:
 
 def _masked(reason: str, url: str) -> str:
     """An error's text without the backend's credentials, bounded."""
-    for part in url.split(";"):
-        try:
-            password = urlsplit(part.strip()).password
-        except ValueError:
-            password = None
-        if password:
-            reason = reason.replace(password, "**")
-    reason = reason.replace(url, shown_url(url))
-    return reason[:MAX_REASON_CHARS]
+    return scrubbed(reason, url)[:MAX_REASON_CHARS]

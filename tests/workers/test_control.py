@@ -54,6 +54,8 @@ def test_transport_options_keep_the_shops_and_bound_the_waits():
         f"redis://:{SECRET}@127.0.0.1:1/0",
         f"amqp://shop:{SECRET}@127.0.0.1:1//",
         f"amqp://shop:{SECRET.replace('-', '%2D')}@127.0.0.1:1//",
+        # A cluster's failover list: the second URL's password is masked too.
+        f"amqp://shop:{SECRET}@127.0.0.1:1//;amqp://shop:{SECRET}-2@127.0.0.1:2//",
     ],
 )
 def test_an_unreachable_broker_raises_an_error_without_the_password(url):

@@ -79,10 +79,14 @@ def unreachable_urls(port: int) -> dict[str, str]:
         "amqp refused": f"amqp://guest:{SECRET}@127.0.0.1:1//",
         "amqp silent": f"amqp://guest:{SECRET}@127.0.0.1:{port}//",
         "redis silent": f"redis://:{SECRET}@127.0.0.1:{port}/0",
+        # A cluster's failover list: each URL's password is masked, not only the first's.
+        "amqp failover": f"amqp://guest:{SECRET}@127.0.0.1:1//;amqp://guest:{SECRET}2@127.0.0.1:2//",
     }
 
 
-@pytest.mark.parametrize("broker", ["redis refused", "amqp refused", "amqp silent", "redis silent"])
+@pytest.mark.parametrize(
+    "broker", ["redis refused", "amqp refused", "amqp silent", "redis silent", "amqp failover"]
+)
 def test_retry_with_the_broker_unreachable_fails_with_a_masked_reason_and_can_be_tried_again(
     broker, settings, queue, silent_port, caplog
 ):
