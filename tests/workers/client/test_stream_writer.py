@@ -181,7 +181,7 @@ def test_the_cap_comes_from_install_then_the_environment():
 
     from tasktrail.config import ConfigError, resolve
 
-    app = Celery("shop", broker="redis://127.0.0.1:6379/0")
+    app = Celery("shop", broker="redis://127.0.0.1:6379/0", set_as_current=False)
     assert resolve(app, environ={}).stream_max_entries == 1_000_000
     env = {"TASKTRAIL_STREAM_MAX_ENTRIES": "5000"}
     assert resolve(app, environ=env).stream_max_entries == 5000
