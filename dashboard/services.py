@@ -45,6 +45,7 @@ from dashboard.redis_client import shared_client
 from dashboard.selectors.action_options import PERMISSIONS, why_not
 from dashboard.selectors.catalog import TaskCatalog, task_catalog
 from dashboard.selectors.tasks import filtered_task_runs
+from tasktrail import revocations
 from tasktrail.tracing.context import TraceParent
 
 logger = logging.getLogger("tasktrail.actions")
@@ -275,7 +276,7 @@ def _call_celery(
         ids = [t.task_id for t in tasks]
         not_remembered = ""
         try:  # the durable half, in the event stream's Redis: workers started later read it
-            control.remember_cancelled(shared_client(), ids)
+            revocations.remember(shared_client(), ids)
         except Exception as exc:
             detail = control.mask(f"{type(exc).__name__}: {exc}", settings.REDIS_URL)
             not_remembered = f"not remembered for workers started later ({detail})"

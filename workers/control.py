@@ -29,7 +29,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import redis
 from celery import Celery
 from celery.app.amqp import AMQP
 from django.conf import settings
@@ -37,7 +36,6 @@ from kombu import Connection
 from kombu.exceptions import EncodeError, OperationalError
 from opentelemetry import trace
 
-from tasktrail import revocations
 from tasktrail.config import masked, scrubbed
 from tasktrail.recorder import RETRY_OF_HEADER
 from tasktrail.tracing.context import TraceParent
@@ -48,7 +46,7 @@ _tracer = trace.get_tracer("tasktrail.control")
 # connect (Redis). Socket reads and writes on an open connection get IO_TIMEOUT.
 CONNECT_TIMEOUT: Final = 2.0
 IO_TIMEOUT: Final = 5.0
-# How often one call reconnects after a connection error before it gives up.
+# How often one call reconnects after a connection error before it gives up, and how soon.
 RECONNECTS: Final = 1
 _RETRY_POLICY: Final = {
     "max_retries": RECONNECTS,
@@ -90,13 +88,7 @@ def transport_options(url: str, shop_options: Mapping[str, Any] | None) -> dict[
     The shop's own socket timeouts are kept; its retry settings are not (they suit a worker that
     may wait for its broker, not a web request)."""
     options = dict(shop_options or {})
-    options.update(
-        max_retries=RECONNECTS,
-        interval_start=0,
-        interval_step=0.5,
-        interval_max=0.5,
-        connect_retries_timeout=CONNECT_TIMEOUT * (RECONNECTS + 1),
-    )
+    options.update(_RETRY_POLICY, connect_retries_timeout=CONNECT_TIMEOUT * (RECONNECTS + 1))
     scheme = urlsplit(url).scheme.split("+")[-1].lower()
     if scheme in _REDIS_SCHEMES:
         options.setdefault("socket_connect_timeout", CONNECT_TIMEOUT)
@@ -117,13 +109,12 @@ def make_app(url: str, shop_options: Mapping[str, Any] | None = None) -> Celery:
     app.conf.update(
         broker_transport_options=transport_options(url, shop_options),
         broker_connection_timeout=CONNECT_TIMEOUT,
-        broker_connection_retry=False,
-        broker_connection_max_retries=RECONNECTS,
         task_serializer="json",
         accept_content=["json"],
         task_publish_retry=True,
         task_publish_retry_policy=dict(_RETRY_POLICY),
-        # Remote control needs nothing back from workers: revoke is fire and forget.
+        # Revoke expects no reply; the worker probe's inspect() waits about a second for replies
+        # in a reply queue this app declares, where a reply older than a minute serves nobody.
         control_queue_ttl=60.0,
     )
     return app
@@ -234,20 +225,9 @@ def _links_to(original: TraceParent | None, retry_of: str) -> list[trace.Link]:
     ]
 
 
-def remember_cancelled(client: redis.Redis, task_ids: Sequence[str]) -> None:
-    """The durable half of a cancel, in the event stream's Redis: workers started later read it."""
-    revocations.remember(client, task_ids)
-
-
 def broadcast_revoke(task_ids: Sequence[str], *, app: Celery | None = None) -> None:
     """Tell running workers not to start these tasks. Raises ``BrokerError``."""
     _revoke(app or control_app(), list(task_ids))
-
-
-def cancel(client: redis.Redis, task_ids: Sequence[str], *, app: Celery | None = None) -> None:
-    """Revoke tasks that have not started, and remember them for workers started later."""
-    remember_cancelled(client, task_ids)
-    broadcast_revoke(task_ids, app=app)
 
 
 def terminate(task_id: str, signal: str = "SIGTERM", *, app: Celery | None = None) -> None:
@@ -260,13 +240,6 @@ def _revoke(app: Celery, task_id: str | list[str], **options: Any) -> None:
     # prefixed channel): workers running now get it, nobody answers.
     try:
         with app.connection_for_write() as conn:
-            conn.ensure_connection(
-                max_retries=RECONNECTS,
-                interval_start=0,
-                interval_step=1,
-                interval_max=1,
-                timeout=int(CONNECT_TIMEOUT * (RECONNECTS + 1)),
-            )
             app.control.revoke(task_id, connection=conn, **options)
     except Exception as exc:
         raise _broker_error(exc, app) from exc

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -126,3 +128,54 @@ def test_a_retry_to_a_queue_rabbitmq_does_not_have_fails_instead_of_vanishing():
         )
     assert f"has no queue {queue!r}" in str(raised.value)
     assert not raised.value.unreachable
+
+
+class _HangsUp:
+    """A broker that accepts each connection and closes it at once, counting them."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("scheme", ["amqp", "redis"])
+def test_a_broker_that_hangs_up_at_once_is_given_up_on_after_a_bounded_number_of_tries(scheme):
+    broker = _HangsUp()
+    url = f"amqp://shop:{SECRET}@127.0.0.1:{broker.port}//"
+    if scheme == "redis":
+        url = f"redis://:{SECRET}@127.0.0.1:{broker.port}/0"
+    app = control.make_app(url)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            control.terminate("t1", app=app)
+        except BaseException as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(120)  # only a guard against an endless reconnect loop: it takes seconds
+    broker.close()
+    assert not caller.is_alive(), f"still reconnecting after {broker.accepted} connections"
+    [error] = errors
+    assert isinstance(error, control.BrokerError) and error.unreachable, error
+    assert SECRET not in str(error)
+    assert 1 <= broker.accepted <= 2 * (control.RECONNECTS + 1)
