@@ -245,14 +245,11 @@ def _call_celery(
 
     def failure(exc: Exception) -> str:
         nonlocal down
-        if isinstance(exc, control.BrokerError):
+        if isinstance(exc, control.BrokerError):  # every broker error is one, already masked
             if exc.unreachable:
                 down = str(exc)
             return str(exc)
-        if isinstance(exc, OSError):  # a connection error that escaped kombu's wrapping
-            down = control.mask(str(exc) or type(exc).__name__)
-            return down
-        return control.mask(str(exc) or type(exc).__name__)
+        return control.mask(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
     if kind == Kind.RETRY:
         traces = _original_traces(tasks)
