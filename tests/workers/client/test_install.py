@@ -74,6 +74,8 @@ def test_an_amqp_broker_without_a_recorder_url_logs_one_masked_error(redis_clien
     app = shop_app()
     tasktrail.install(app)
     app.conf.broker_url = RABBITMQ_URL
+    # Publisher confirms: each publish returns once RabbitMQ has queued it, so the count below is exact.
+    app.conf.broker_transport_options = {"confirm_publish": True}
     app.conf.task_default_queue = queue
     try:
         first = app.tasks["shop.add"].delay(1, 2)  # the publish itself still succeeds
