@@ -74,7 +74,7 @@ def test_an_amqp_broker_without_a_recorder_url_logs_one_masked_error(redis_clien
     app = shop_app()
     tasktrail.install(app)
     app.conf.broker_url = RABBITMQ_URL
-    # Publisher confirms: each publish returns once RabbitMQ has queued it, so the count below is exact.
+    # Publisher confirms: each publish returns once RabbitMQ has queued it, so the count is exact.
     app.conf.broker_transport_options = {"confirm_publish": True}
     app.conf.task_default_queue = queue
     try:
