@@ -242,6 +242,9 @@ class OperatorAction(models.Model):
         CANCEL = "cancel", "Cancel"
         TERMINATE = "terminate", "Terminate"
         ACKNOWLEDGE = "acknowledge", "Acknowledge incident"  # no task targets: scope names it
+        PAUSE_QUEUE = "pause_queue", "Pause queue"  # no task targets: scope names the queue
+        RESUME_QUEUE = "resume_queue", "Resume queue"
+        PURGE_QUEUE = "purge_queue", "Purge queue"
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"  # allowed, the Celery call not yet made
@@ -427,3 +430,84 @@ class RegisteredTask(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} on {self.hostname}"
+
+
+class Worker(models.Model):
+    """One worker of the shop, as its own heartbeats last described it.
+
+    Written only by the monitor, from the heartbeat the client in each worker's main process adds
+    to the stream every few seconds (``tasktrail.heartbeat``). A worker that said goodbye is
+    offline; one whose heartbeats stopped without a goodbye is gone, and only then are its
+    running tasks LOST. A remote-control broadcast left unanswered is never taken as evidence.
+    """
+
+    class Status(models.TextChoices):
+        ONLINE = "online", "Online"
+        OFFLINE = "offline", "Offline (stopped cleanly)"
+        GONE = "gone", "Gone (heartbeats stopped)"
+
+    hostname = models.CharField(max_length=255, unique=True, help_text="The worker's node name.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ONLINE)
+    app_name = models.CharField("app", max_length=255, blank=True, default="")
+    pid = models.IntegerField(null=True, blank=True)
+    pool = models.CharField(max_length=64, blank=True, default="")
+    concurrency = models.IntegerField(null=True, blank=True)
+    queues = models.JSONField(default=list, blank=True, help_text="Queue names it consumes.")
+    running = models.JSONField(
+        default=list, blank=True, help_text="Task ids running at the last heartbeat (bounded)."
+    )
+    running_count = models.IntegerField(default=0)
+    processed = models.BigIntegerField(default=0, help_text="Tasks finished since it started.")
+    failed = models.BigIntegerField(default=0, help_text="Tasks failed since it started.")
+    release = models.CharField(
+        max_length=255, blank=True, default="", help_text="The shop's TASKTRAIL_APP_VERSION."
+    )
+    celery_version = models.CharField(max_length=64, blank=True, default="")
+    kombu_version = models.CharField(max_length=64, blank=True, default="")
+    python_version = models.CharField(max_length=64, blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    first_seen_at = models.DateTimeField()
+    last_heartbeat_at = models.DateTimeField(db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True, help_text="Its goodbye, if any.")
+    gone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "-last_heartbeat_at"], name="worker_status")]
+
+    def __str__(self) -> str:
+        return f"{self.hostname} ({self.status})"
+
+
+class WorkerCounts(models.Model):
+    """A worker's processed and failed counters, one row per heartbeat minute, so the Workers page
+    can say how many in the last hour without counting task rows. Pruned after a day."""
+
+    hostname = models.CharField(max_length=255)
+    minute = models.DateTimeField()
+    processed = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hostname", "minute"], name="worker_counts_minute")
+        ]
+        indexes = [models.Index(fields=["minute"], name="worker_counts_minute_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.hostname} at {self.minute:%H:%M}: {self.processed} processed"
+
+
+class QueuePause(models.Model):
+    """A queue an operator paused: every worker stops consuming it, and a worker that starts later
+    does not consume it either. Deleted on resume (the audit rows keep the history)."""
+
+    queue = models.CharField(max_length=255, unique=True)
+    paused_at = models.DateTimeField()
+    paused_by = models.CharField(max_length=150)
+    reason = models.TextField()
+    action = models.ForeignKey(
+        OperatorAction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.queue} paused by {self.paused_by}"
