@@ -31,7 +31,8 @@ QUEUE_STUCK: Final = "queue_stuck"
 TASK_OVERDUE: Final = "task_overdue"
 WORKER_LOST: Final = "worker_lost"
 MONITOR_LAG: Final = "monitor_lag"
-RULES: Final = (QUEUE_STUCK, TASK_OVERDUE, WORKER_LOST, MONITOR_LAG)
+QUEUE_PAUSED: Final = "queue_paused"  # a reminder: paused longer than its threshold, not stuck
+RULES: Final = (QUEUE_STUCK, TASK_OVERDUE, WORKER_LOST, MONITOR_LAG, QUEUE_PAUSED)
 
 
 def headline(rule: str, subject: str) -> str:
@@ -41,4 +42,5 @@ def headline(rule: str, subject: str) -> str:
         TASK_OVERDUE: f"task {subject} running too long",
         WORKER_LOST: f"worker {subject} gone",
         MONITOR_LAG: "monitor behind the event stream",
+        QUEUE_PAUSED: f"queue {subject} still paused",
     }.get(rule, f"{rule} {subject}")

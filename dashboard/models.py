@@ -307,6 +307,7 @@ class AlertIncident(models.Model):
         TASK_OVERDUE = constants.TASK_OVERDUE, "Task running too long"
         WORKER_LOST = constants.WORKER_LOST, "Worker gone"
         MONITOR_LAG = constants.MONITOR_LAG, "Monitor behind"
+        QUEUE_PAUSED = constants.QUEUE_PAUSED, "Queue paused too long"
 
     rule = models.CharField(max_length=32, choices=Rule.choices)
     subject = models.CharField(
