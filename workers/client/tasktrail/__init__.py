@@ -18,7 +18,7 @@ from typing import Any
 
 from celery import Celery
 
-from tasktrail import recorder, revocations
+from tasktrail import queue_pauses, recorder, revocations
 from tasktrail.config import ClientConfig
 from tasktrail.recorder import flush
 
@@ -29,14 +29,20 @@ logger = logging.getLogger("tasktrail")
 
 
 def install(app: Celery, **overrides: Any) -> None:
-    """Record ``app``'s tasks, keep cancellations across worker restarts, trace workers when
-    ``OTEL_*`` asks for it, and report the task catalog. Never raises for a bad configuration:
-    it is logged once and recording stays off. Options: ``recorder_url``, ``stream``,
-    ``max_args_bytes``, ``secret_keys``."""
+    """Record ``app``'s tasks, keep cancellations and paused queues across worker restarts,
+    trace workers when ``OTEL_*`` asks for it, and report the task catalog. Never raises for a
+    bad configuration: it is logged once and recording stays off. Options: ``recorder_url``,
+    ``stream``, ``max_args_bytes``, ``secret_keys``; ``release`` (else ``TASKTRAIL_APP_VERSION``)
+    names the version of the shop's code its workers' heartbeats report."""
+    release = overrides.pop("release", None)
     if not recorder.install(app, **overrides):
         return  # the same app again (nothing to do) or another one (refused, logged)
     app = recorder.installed_app() or app
     revocations.install(app, recorder.config)
+    try:
+        queue_pauses.install(app, recorder.config)
+    except Exception:
+        logger.exception("tasktrail: queue pauses could not be installed (ignored)")
     _install_tracing(app)
     from tasktrail import catalog  # filled in on its own; only its install() is used here
 
@@ -44,6 +50,12 @@ def install(app: Celery, **overrides: Any) -> None:
         catalog.install(app, recorder.config)
     except Exception:
         logger.exception("tasktrail: the task catalog could not be installed (ignored)")
+    from tasktrail import heartbeat
+
+    try:
+        heartbeat.install(app, recorder.config, None if release is None else str(release))
+    except Exception:
+        logger.exception("tasktrail: worker heartbeats could not be installed (ignored)")
 
 
 def _install_tracing(app: Celery) -> None:
