@@ -6,6 +6,7 @@ from dashboard.views import actions, alerts, api, live, pages, preferences, resu
 from dashboard.views import audit as audit_views
 from dashboard.views import export as export_views
 from dashboard.views import retention as retention_views
+from dashboard.views import workers as workers_views
 
 
 class TaskIdConverter:
@@ -37,6 +38,7 @@ urlpatterns = [
     path("audit/", actions.audit_page, name="audit"),
     path("audit/<int:action_id>/", audit_views.audit_action_page, name="audit-action"),
     path("queues/", pages.queues_page, name="queues"),
+    path("workers/", workers_views.workers_page, name="workers"),
     path("incidents/", alerts.incidents_page, name="incidents"),
     path("preferences/", preferences.preferences_page, name="preferences"),
     path("retention/", retention_views.retention_page, name="retention"),
