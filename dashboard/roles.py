@@ -1,5 +1,5 @@
-"""The three roles as groups: viewer (read), operator (retry, cancel, acknowledge incidents), admin
-(also terminate, bulk).
+"""The three roles as groups: viewer (read), operator (retry, cancel, acknowledge incidents, pause
+and resume queues), admin (also terminate, bulk, purge queues).
 
 Kept in step after every ``migrate`` (post_migrate), so a new permission reaches its roles.
 """
@@ -9,11 +9,22 @@ from __future__ import annotations
 from typing import Any, Final
 
 VIEW: Final = ["view_taskrun", "view_taskattempt", "view_operatoraction"]
-OPERATE: Final = [*VIEW, "retry_taskrun", "cancel_taskrun", "acknowledge_alertincident"]
+# Queue pauses use the model's own permissions: add one (pause), change it (resume), delete
+# waiting messages (purge a queue, admins only; dashboard.services_queues).
+OPERATE: Final = [
+    *VIEW, "retry_taskrun", "cancel_taskrun", "acknowledge_alertincident", "add_queuepause",
+    "change_queuepause",
+]  # fmt: skip
 ROLES: Final[dict[str, list[str]]] = {
     "viewer": VIEW,
     "operator": [*OPERATE],
-    "admin": [*OPERATE, "terminate_taskrun", "bulk_over_cap", "view_retention"],
+    "admin": [
+        *OPERATE,
+        "terminate_taskrun",
+        "bulk_over_cap",
+        "view_retention",
+        "delete_queuepause",
+    ],
 }
 
 

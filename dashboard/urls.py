@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from dashboard.views import actions, alerts, api, live, pages, preferences, results
+from dashboard.views import actions, alerts, api, live, pages, preferences, queue_actions, results
 from dashboard.views import audit as audit_views
 from dashboard.views import export as export_views
 from dashboard.views import retention as retention_views
@@ -38,6 +38,8 @@ urlpatterns = [
     path("audit/", actions.audit_page, name="audit"),
     path("audit/<int:action_id>/", audit_views.audit_action_page, name="audit-action"),
     path("queues/", pages.queues_page, name="queues"),
+    path("queues/confirm", queue_actions.queue_confirm, name="queue-confirm"),
+    path("queues/act", queue_actions.queue_action, name="queue-action"),
     path("workers/", workers_views.workers_page, name="workers"),
     path("incidents/", alerts.incidents_page, name="incidents"),
     path("preferences/", preferences.preferences_page, name="preferences"),

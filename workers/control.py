@@ -243,3 +243,66 @@ def _revoke(app: Celery, task_id: str | list[str], **options: Any) -> None:
             app.control.revoke(task_id, connection=conn, **options)
     except Exception as exc:
         raise _broker_error(exc, app) from exc
+
+
+# -- queue pauses and purges (dashboard.services_queues) -------------------------------------------
+
+# Seconds a pause or resume waits for the workers' answers: each answers at once (the change
+# itself runs on its consumer's thread), and one that does not converges from the shared set.
+QUEUE_REPLY_TIMEOUT: Final = 1.0
+
+
+def broadcast_queue_pause(
+    queue: str, *, pause: bool, app: Celery | None = None, timeout: float = QUEUE_REPLY_TIMEOUT
+) -> dict[str, str]:
+    """Tell running workers that ``queue`` is paused (or resumed), through the commands that
+    ``tasktrail.queue_pauses`` registers in them. Per worker that answered within ``timeout``: its
+    answer ("stopping", "not consuming", "resuming", "not held", or an error such as a worker
+    without those commands). Raises ``BrokerError``."""
+    from tasktrail.queue_pauses import PAUSE_COMMAND, RESUME_COMMAND
+
+    app = app or control_app()
+    try:
+        with app.connection_for_write() as conn:
+            replies = app.control.broadcast(
+                PAUSE_COMMAND if pause else RESUME_COMMAND,
+                arguments={"queue": queue},
+                reply=True,
+                timeout=timeout,
+                connection=conn,
+            )
+    except Exception as exc:
+        raise _broker_error(exc, app) from exc
+    answers: dict[str, str] = {}
+    for reply in replies or []:
+        if not isinstance(reply, dict):
+            continue
+        for host, answer in reply.items():
+            if isinstance(answer, dict):
+                text = answer.get("ok") if "ok" in answer else f"error: {answer.get('error')}"
+            else:
+                text = f"error: {answer!r}"
+            answers[str(host)[:255]] = mask(str(text))[:200]
+    return answers
+
+
+def purge_queue(queue: str, *, app: Celery | None = None) -> int:
+    """Delete every message waiting in ``queue`` on the shop's broker; how many there were.
+
+    kombu's ``queue_purge`` on a channel of the control app's connection: on Redis it empties the
+    list and its priority sub-lists under the transport's ``global_keyprefix``; on RabbitMQ it is
+    the broker's own purge (a queue that does not exist is an error). Messages a worker already
+    fetched, and ETA tasks a worker holds, are not waiting there and are not purged. Raises
+    ``BrokerError``."""
+    app = app or control_app()
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=RECONNECTS)
+            channel: Any = conn.default_channel
+            count = channel.queue_purge(queue)
+    except Exception as exc:
+        if "NOT_FOUND" in str(exc):
+            name = broker_name(str(app.conf.broker_url or ""))
+            raise BrokerError(f"broker {name} has no queue {queue!r}") from exc
+        raise _broker_error(exc, app, queue) from exc
+    return int(count or 0)

@@ -15,6 +15,7 @@ from dashboard.pagination import Cursor
 from dashboard.selectors.action_options import task_action_options
 from dashboard.selectors.actions import actions_on_task
 from dashboard.selectors.alerts import queue_states
+from dashboard.selectors.queue_pauses import not_measured, queue_pauses
 from dashboard.selectors.queues import queue_overview
 from dashboard.selectors.system import monitor_status
 from dashboard.selectors.task_facts import error_line, fill_runtimes
@@ -139,7 +140,11 @@ def task_stats_page(request: HtmxHttpRequest) -> HttpResponse:
 @viewer_required
 @vary_on_headers("HX-Request")
 def queues_page(request: HtmxHttpRequest) -> HttpResponse:
-    context = {"overview": queue_overview(), "monitor": monitor_status()}
+    overview = queue_overview()
+    context = {"overview": overview, "monitor": monitor_status()}
+    pauses = queue_pauses()  # paused queues: a cell of each row, and a list of those not measured
+    context["pauses"] = pauses
+    context["unmeasured_pauses"] = not_measured(pauses, {q.name for q in overview.queues})
     if request.htmx:
         return render(request, "dashboard/partials/queue_table.html", context)
     return render(request, "dashboard/queues.html", context)

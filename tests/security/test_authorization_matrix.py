@@ -71,6 +71,8 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
     "task-live-rows": {"GET": LIVE, "POST": _all(405)},
     "preferences": {"GET": OWN, "POST": SAVED},
     "queues": {"GET": PAGE, "POST": _all(405)},
+    "queue-confirm": {"GET": PAGE, "POST": _all(405)},  # shows whether the role may act
+    "queue-action": {"GET": _all(405), "POST": ACTION},  # pause: operators and admins
     "incidents": {"GET": PAGE, "POST": _all(405)},
     "audit": {"GET": PAGE, "POST": _all(405)},
     "bulk-confirm": {"GET": PAGE, "POST": _all(405)},
@@ -89,6 +91,7 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
 # query strings a page needs to do its work
 QUERY = {
     "bulk-confirm": "action=retry&state=FAILURE",
+    "queue-confirm": "action=purge&queue=matrix-queue",
     "task-live-rows": "newer=" + Cursor(dt.datetime(2025, 1, 1, tzinfo=dt.UTC), 1).encode(),
 }
 
@@ -179,6 +182,8 @@ def form_for(name: str, role: str) -> dict[str, Any]:
         return {"username": f"matrix-{role}", "password": "wrong"}
     if name == "incident-acknowledge":
         return {"note": "matrix", "silence": "1h"}
+    if name == "queue-action":
+        return {"action": "pause", "queue": f"matrix-{role}", "reason": "matrix"}
     return {"reason": "matrix"}
 
 
