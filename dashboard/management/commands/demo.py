@@ -38,6 +38,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dashboard import paths
 from dashboard.demo import DemoLogin, ensure_demo_logins
+from tasktrail.config import masked
 
 GRACE_SECONDS = 5.0
 # Both demo queues; two pool processes, so the rare hung report leaves one free.
@@ -62,6 +63,8 @@ DEMO_TRACING = {
     "TASKTRAIL_TRACE_VIEWER": "jaeger http://127.0.0.1:16686",
 }
 DEMO_QUIET = {"TASKTRAIL_REQUEST_LOG": "false"}
+# The release the demo's workers report in their heartbeats (the Workers page shows it).
+DEMO_RELEASE = {"TASKTRAIL_APP_VERSION": "demo-2026.12"}
 COLORS = {"worker": "33", "monitor": "36", "web": "32", "traffic": "35", "demo": "1"}
 
 
@@ -182,7 +185,7 @@ class Command(BaseCommand):
             password = login.password if login.password_works else "(its own password)"
             lines.append(f"    {login.username:<9} / {password:<14} {login.role}")
         if not ready:
-            lines.append(f"  broker: {settings.REDIS_URL}")
+            lines.append(f"  broker: {masked(settings.REDIS_URL)}")
             lines.append(f"  database: {settings.DATABASES['default']['NAME']}")
         lines.append("  Ctrl-C stops everything.")
         for line in ["=" * 60, *lines, "=" * 60]:
@@ -201,7 +204,7 @@ class Command(BaseCommand):
             Child("traffic", [*manage, "demo_traffic"]),
         ]
         demo_alerts = {**DEMO_ALERTS, "TASKTRAIL_BASE_URL": f"http://127.0.0.1:{port}"}
-        demo = {**demo_alerts, **DEMO_TRACING, **DEMO_QUIET}
+        demo = {**demo_alerts, **DEMO_TRACING, **DEMO_QUIET, **DEMO_RELEASE}
         env = {**demo, **os.environ, "PYTHONUNBUFFERED": "1"}  # your settings win
         for child in children:
             if self._stop.is_set():
