@@ -266,6 +266,12 @@ TASKTRAIL_RECORDER_URL = REDIS_URL
 # Redis), and its transport options as JSON, e.g. {"global_keyprefix": "shop:"}.
 TASKTRAIL_BROKER_URL = os.environ.get("TASKTRAIL_BROKER_URL") or CELERY_BROKER_URL
 TASKTRAIL_BROKER_TRANSPORT_OPTIONS = env_json("TASKTRAIL_BROKER_TRANSPORT_OPTIONS")
+# Queues the Queues page and the alert checks always show, besides those the broker lists and
+# those the task catalog, the workers and the recent rows name (comma-separated).
+TASKTRAIL_QUEUES = env_list("TASKTRAIL_QUEUES", "")
+# RabbitMQ's management API with its credentials, e.g. http://user:pass@host:15672/api/: adds
+# unacknowledged messages, idle-since and the list of queues to what a passive declare gives.
+TASKTRAIL_RABBITMQ_API = os.environ.get("TASKTRAIL_RABBITMQ_API", "")
 # The shop's result backend (any Celery result backend URL) for the task page's result; unset:
 # django-celery-results in this database, when the shop writes there.
 TASKTRAIL_RESULT_BACKEND = os.environ.get("TASKTRAIL_RESULT_BACKEND", "")

@@ -1,9 +1,8 @@
 """The alert checks' reads and writes in Redis.
 
-One pipelined round trip reads every queue's depth and oldest message, the timed-condition clocks,
-the workers' last answers and the stream's backlog; a second one writes the clocks back with the
-snapshot the pages read. The list of queues (a SCAN over kombu's bindings) is refreshed every 30 s,
-not every cycle.
+One pipelined round trip reads the timed-condition clocks, the workers' last answers and the
+stream's backlog; a second one writes the clocks back with the snapshot the pages read. The queues
+are read from the shop's broker, which may be another server (``dashboard.alerts.queue_figures``).
 
 Timed conditions ("no consumer for 60 s") keep their start time in a Redis hash, so they survive a
 monitor restart and several monitors agree on them. Every age is measured against the ``now`` the
@@ -14,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +22,7 @@ import redis
 
 from dashboard import redis_keys
 from dashboard.ingest.stream import GROUP
-from workers.broker import add_depth_commands, depth_command_count, known_queues, parse_depths
 
-QUEUE_LIST_SECONDS = 30.0  # how long the list of known queues is reused (a SCAN)
 OVERVIEW_TTL = 24 * 3600
 
 
@@ -48,7 +45,8 @@ class RedisTimer:
 
 @dataclass
 class BrokerFigures:
-    depths: dict[str, tuple[int, float | None]]  # queue -> (depth, oldest age)
+    """The stream's Redis as the check read it (the name predates the shop's broker reader)."""
+
     since: dict[str, float]  # "condition:subject" -> start
     workers_seen: dict[str, float]  # hostname -> last answered
     lag_seconds: float | None
@@ -57,12 +55,9 @@ class BrokerFigures:
     trimmed: dict[str, float] = field(default_factory=dict)  # the writers' trim counter hash
 
 
-def read_broker(
-    client: redis.Redis, stream: str, names: Sequence[str], now: float, timer: RedisTimer
-) -> BrokerFigures:
-    """Everything read from Redis in one pipelined round trip."""
+def read_broker(client: redis.Redis, stream: str, now: float, timer: RedisTimer) -> BrokerFigures:
+    """Everything read from the stream's Redis in one pipelined round trip."""
     pipe = client.pipeline(transaction=False)
-    add_depth_commands(pipe, names)
     pipe.hgetall(redis_keys.alert_since(stream))
     pipe.hgetall(redis_keys.alert_workers(stream))
     pipe.xrange(stream, count=1)  # acknowledged entries are deleted: this is the oldest unwritten
@@ -71,16 +66,9 @@ def read_broker(
     pipe.hgetall(redis_keys.stream_trimmed(stream))
     with timer.measure():
         replies = pipe.execute(raise_on_error=False)
-    n = depth_command_count(names)
-    depth_replies = replies[:n]
-    for reply in depth_replies:
-        if isinstance(reply, Exception):
-            raise reply
-    since_raw, seen_raw, first, groups, length, trimmed = replies[n:]
-    depths = {d.name: (d.depth, d.oldest_age(now)) for d in parse_depths(names, depth_replies)}
+    since_raw, seen_raw, first, groups, length, trimmed = replies
     lag_entries, lag_seconds = parse_stream_lag(first, groups, now)
     return BrokerFigures(
-        depths=depths,
         since=_float_hash(since_raw),
         workers_seen=_float_hash(seen_raw),
         lag_seconds=lag_seconds,
@@ -123,25 +111,6 @@ def _float_hash(raw: Any) -> dict[str, float]:
         except (TypeError, ValueError):
             continue
     return out
-
-
-class QueueList:
-    """Known queues (kombu bindings plus configured ones), re-read every ``every`` seconds of the
-    check's clock."""
-
-    def __init__(self, extra: Callable[[], set[str]], every: float = QUEUE_LIST_SECONDS) -> None:
-        self.extra = extra
-        self.every = every
-        self._names: list[str] = []
-        self._read_at: float | None = None
-
-    def get(self, client: redis.Redis, now: float, timer: RedisTimer) -> list[str]:
-        # a clock that went back (a corrected wall clock) re-reads too
-        if self._read_at is None or not 0 <= now - self._read_at < self.every:
-            with timer.measure():
-                self._names = known_queues(client, extra=self.extra())
-            self._read_at = now
-        return self._names
 
 
 # -- timed conditions ------------------------------------------------------------------------------

@@ -147,7 +147,8 @@ def _over(value: float | None, limit: float) -> bool:
 @dataclass(frozen=True)
 class QueueFigures:
     name: str
-    depth: int  # the list plus its priority sub-queues
+    depth: int | None  # messages waiting (Redis: with priority sub-queues); None: the broker
+    # cannot tell (SQS...) or did not answer: then no queue rule fires, and none resolves
     oldest_age: float | None  # seconds; None when no waiting message carries a publish stamp
     consumers: int | None  # workers consuming it; None when the workers could not be asked
     finished_in_window: int | None  # tasks finished within no_progress_seconds; None: unknown
@@ -156,6 +157,8 @@ class QueueFigures:
 
 def queue_conditions(figures: QueueFigures) -> dict[str, bool | None]:
     """The timed conditions as they are right now (None: cannot tell)."""
+    if figures.depth is None:
+        return {NO_CONSUMER: None, NO_PROGRESS: None}
     waiting = figures.depth > 0
     consumers, finished = figures.consumers, figures.finished_in_window
     return {
@@ -169,7 +172,8 @@ def evaluate_queue(
 ) -> Verdict:
     """``held``: seconds each timed condition has held continuously (absent: it does not hold)."""
     fired: list[str] = []
-    if limits.enabled and figures.depth > 0:
+    waiting = figures.depth is not None and figures.depth > 0
+    if limits.enabled and waiting:
         if _over(figures.oldest_age, limits.oldest_seconds):
             fired.append("oldest")
         if _over(held.get(NO_CONSUMER), limits.no_consumer_seconds):
@@ -180,7 +184,7 @@ def evaluate_queue(
         state: State = "stuck"
     elif (
         limits.enabled
-        and figures.depth > 0
+        and waiting
         and (
             _over(figures.oldest_age, limits.warning_oldest_seconds)
             or (limits.no_consumer_seconds > 0 and NO_CONSUMER in held)
@@ -209,15 +213,19 @@ def evaluate_queue(
             "no_consumer_for": held.get(NO_CONSUMER),
             "no_progress_for": held.get(NO_PROGRESS),
         },
-        known=not (limits.enabled and figures.depth > 0 and unknown),
+        # an unknown depth could hide a stuck queue: an open incident stays open
+        known=figures.depth is not None and not (limits.enabled and waiting and unknown),
     )
 
 
 def _queue_words(figures: QueueFigures, fired: list[str], limits: QueueThresholds) -> str:
     parts = []
-    if figures.oldest_age is not None and figures.depth > 0:
+    if figures.depth is None:
+        parts.append("depth unknown")
+    elif figures.oldest_age is not None and figures.depth > 0:
         parts.append(f"oldest message waiting {duration_words(figures.oldest_age)}")
-    parts.append(f"{figures.depth} waiting")
+    if figures.depth is not None:
+        parts.append(f"{figures.depth} waiting")
     if figures.consumers == 0:
         parts.append("no consumer")
     elif figures.consumers is not None:

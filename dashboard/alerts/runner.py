@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from dashboard.alerts import redis_state, rules, task_figures
+from dashboard.alerts import queue_figures, redis_state, rules, task_figures
 from dashboard.alerts.incidents import (
     Delivery,
     Sender,
@@ -44,15 +44,11 @@ class CycleReport:
     redis_seconds: float = 0.0
     redis_round_trips: int = 0
     overview_seconds: float = 0.0  # counting the overview's figures in the database
+    broker: dict[str, Any] = field(default_factory=dict)  # what the shop's broker can tell
+    queue_details: dict[str, dict[str, Any]] = field(default_factory=dict)  # beyond the rules'
 
     def verdict(self, rule: str, subject: str) -> rules.Verdict | None:
         return next((v for v in self.verdicts if (v.rule, v.subject) == (rule, subject)), None)
-
-
-def configured_queues() -> set[str]:
-    from dashboard.selectors.queues import configured_queues as configured
-
-    return configured()
 
 
 class CheckRunner:
@@ -66,6 +62,7 @@ class CheckRunner:
         clock: Callable[[], float] = time.time,
         celery_app: Any = None,
         check_seconds: float | None = None,
+        broker_queues: queue_figures.BrokerQueues | None = None,
     ) -> None:
         self.client = client
         self.probe = probe
@@ -75,7 +72,8 @@ class CheckRunner:
         self.clock = clock
         self.check_seconds = check_seconds or settings.TASKTRAIL_ALERT_CHECK_SECONDS
         self.limits = task_figures.TaskLimits(self.thresholds, celery_app)
-        self.queue_list = redis_state.QueueList(configured_queues)
+        # the shop's broker (TASKTRAIL_BROKER_URL), not the stream's Redis
+        self.queues = broker_queues or queue_figures.BrokerQueues()
 
     def run_once(self) -> CycleReport:
         now = self.clock()
@@ -87,10 +85,13 @@ class CheckRunner:
 
         open_rows = list(open_incidents().values_list("rule", "subject"))
         names = sorted(
-            set(self.queue_list.get(self.client, now, timer))
+            set(self.queues.names(now, timer))
             | {subject for rule, subject in open_rows if rule == rules.QUEUE_STUCK}
         )
-        broker = redis_state.read_broker(self.client, self.stream, names, now, timer)
+        measured = self.queues.read(names, timer)  # Redis: one round trip for every queue
+        waiting = queue_figures.waiting_since(names, now_dt)
+        report.broker = queue_figures.broker_summary(measured)
+        broker = redis_state.read_broker(self.client, self.stream, now, timer)
         workers = self.probe()
         update = redis_state.ClockUpdate()
 
@@ -102,26 +103,39 @@ class CheckRunner:
         figures_by_queue: dict[str, rules.QueueFigures] = {}
         for name in names:
             limits = thresholds.for_queue(name)
-            depth, oldest = broker.depths[name]
+            reading = measured.queue(name)
+            ages = queue_figures.oldest_ages(reading, waiting.get(name), now)
             counts = finished.get(name, {})
             window = limits.no_progress_seconds
-            queue_figures = rules.QueueFigures(
+            # the broker's own count of consumers (RabbitMQ) wins over the workers' answers
+            consumers = reading.consumers
+            if consumers is None and workers is not None:
+                consumers = workers.consumers(name)
+            figures = rules.QueueFigures(
                 name=name,
-                depth=depth,
-                oldest_age=oldest,
-                consumers=None if workers is None else workers.consumers(name),
+                depth=reading.depth,
+                oldest_age=ages.rules,
+                consumers=consumers,
                 finished_in_window=counts.get(f"w{int(window)}", 0) if window else None,
                 finished_per_minute=counts.get("rate", 0) * per_minute,
             )
-            figures_by_queue[name] = queue_figures
-            for condition, holds in rules.queue_conditions(queue_figures).items():
+            figures_by_queue[name] = figures
+            report.queue_details[name] = {
+                "broker_oldest_age": ages.broker,
+                "records_oldest_age": ages.records,
+                "unacked": reading.unacked,
+                "idle_since": reading.idle_since,
+                "absent": reading.absent,
+                "consumers_from": "broker" if reading.consumers is not None else "workers",
+            }
+            for condition, holds in rules.queue_conditions(figures).items():
                 conditions[f"{condition}:{name}"] = holds
         held = redis_state.held_for(broker.since, conditions, now, update)
-        for name, queue_figures in figures_by_queue.items():
+        for name, figures in figures_by_queue.items():
             prefix = {f"{c}:{name}": c for c in (rules.NO_CONSUMER, rules.NO_PROGRESS)}
             queue_held = {c: held[key] for key, c in prefix.items() if key in held}
             report.verdicts.append(
-                rules.evaluate_queue(queue_figures, thresholds.for_queue(name), queue_held)
+                rules.evaluate_queue(figures, thresholds.for_queue(name), queue_held)
             )
 
         # tasks over their limit: every STARTED task is looked at, so absent names are clear
@@ -209,11 +223,13 @@ class CheckRunner:
                 "oldest_age": f.oldest_age,
                 "consumers": f.consumers,
                 "finished_per_minute": f.finished_per_minute,
+                **report.queue_details.get(verdict.subject, {}),
             }
         return {
             "at": now,
             "every": self.check_seconds,
             "queues": queues,
+            "broker": report.broker,
             "workers": None if workers is None else len(workers.queues),
             "redis_seconds": redis_seconds,
             "stream": {

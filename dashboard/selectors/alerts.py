@@ -84,6 +84,24 @@ class QueueCheck:
     oldest_age: float | None  # seconds, at the check
     consumers: int | None
     finished_per_minute: float | None
+    # what the shop's broker and the records add (dashboard.alerts.queue_figures); None: unknown
+    broker_oldest_age: float | None = None  # the oldest message's publish stamp (Redis)
+    records_oldest_age: float | None = None  # the oldest PENDING row (ETA tasks not yet due: not)
+    unacked: int | None = None
+    idle_since: float | None = None  # Unix time
+    absent: bool = False  # the broker says there is no such queue
+    consumers_from: str = ""  # broker / workers
+
+
+@dataclass(frozen=True)
+class BrokerCheck:
+    """What the shop's broker could tell at the check."""
+
+    kind: str  # redis / amqp / the URL's scheme
+    where: str  # its URL, without passwords
+    unknown: tuple[str, ...]  # figures it cannot give (workers.broker's names)
+    error: str  # why it could not be read this time
+    notes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,7 @@ class AlertSnapshot:
     redis_seconds: float | None
     lag_entries: int | None  # stream entries no monitor has read; None: unknown
     lag_seconds: float | None  # age of the oldest entry not yet written; None: unknown
+    broker: BrokerCheck | None = None  # None: a snapshot from before the broker was described
 
     @property
     def stale(self) -> bool:
@@ -132,10 +151,17 @@ def alert_snapshot(client: redis.Redis | None = None) -> AlertSnapshot | None:
                 oldest_age=_number(q.get("oldest_age"), float),
                 consumers=_number(q.get("consumers"), int),
                 finished_per_minute=_number(q.get("finished_per_minute"), float),
+                broker_oldest_age=_number(q.get("broker_oldest_age"), float),
+                records_oldest_age=_number(q.get("records_oldest_age"), float),
+                unacked=_number(q.get("unacked"), int),
+                idle_since=_number(q.get("idle_since"), float),
+                absent=q.get("absent") is True,
+                consumers_from=str(q.get("consumers_from") or "")[:20],
             )
             for name, q in dict(data.get("queues") or {}).items()
         }
         stream = dict(data.get("stream") or {})
+        broker = _broker_check(data.get("broker"))
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
     return AlertSnapshot(
@@ -147,6 +173,23 @@ def alert_snapshot(client: redis.Redis | None = None) -> AlertSnapshot | None:
         redis_seconds=_number(data.get("redis_seconds"), float),
         lag_entries=_number(stream.get("lag_entries"), int),
         lag_seconds=_number(stream.get("lag_seconds"), float),
+        broker=broker,
+    )
+
+
+def _broker_check(raw: Any) -> BrokerCheck | None:
+    if not isinstance(raw, dict) or not raw.get("kind"):
+        return None
+
+    def texts(value: Any) -> tuple[str, ...]:
+        return tuple(str(v)[:500] for v in value) if isinstance(value, list) else ()
+
+    return BrokerCheck(
+        kind=str(raw["kind"])[:40],
+        where=str(raw.get("where") or "")[:500],
+        unknown=texts(raw.get("unknown")),
+        error=str(raw.get("error") or "")[:1000],
+        notes=texts(raw.get("notes")),
     )
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from workers.broker import PRIORITY_SEP, known_queues, queue_depths
+from workers.broker_redis import PRIORITY_SEP, known_queues, queue_depths
 
 
 def message(published: float | None) -> str:

@@ -24,7 +24,7 @@ from dashboard.services import task_run_retry
 from tests.alert_cycles import Alerts
 from tests.catalog import register_demo_tasks
 from tests.conftest import event, new_task_id
-from workers.broker import PRIORITY_SEP
+from workers.broker_redis import PRIORITY_SEP
 
 pytestmark = pytest.mark.django_db
 
@@ -116,6 +116,7 @@ def test_no_consumer_warning_then_stuck_one_mail_across_a_restart_then_recovery(
     make_runner, redis_client
 ):
     declare(redis_client, "isolated")
+    declare(redis_client, "default")  # the queue the worker consumes
     runner, clock, outbox = make_runner()
     for _ in range(3):
         redis_client.lpush("isolated", message(clock.now))
@@ -158,6 +159,7 @@ def test_priority_sub_queues_count_and_the_oldest_is_taken_across_them(make_runn
 
 def test_the_snapshot_the_pages_read(make_runner, redis_client):
     declare(redis_client, "isolated")
+    declare(redis_client, "default")
     runner, clock, _ = make_runner()
     redis_client.lpush("isolated", message(clock.now - 90))
     runner.run_once()
@@ -172,17 +174,26 @@ def raw_snapshot(redis_client) -> dict:
 
 
 def test_the_snapshot_keeps_its_keys_and_adds_the_stream_lag(make_runner, redis_client):
+    declare(redis_client, "default")
     runner, clock, _ = make_runner()
     stream = settings.TASKTRAIL_STREAM
     redis_client.xgroup_create(stream, GROUP, id="0", mkstream=True)
     redis_client.xadd(stream, {"e": b"x"}, id=f"{int((clock.now - 125) * 1000)}-0")
     runner.run_once()
     snapshot = raw_snapshot(redis_client)
-    assert sorted(snapshot) == ["at", "every", "queues", "redis_seconds", "stream", "workers"]
+    assert sorted(snapshot) == [
+        "at", "broker", "every", "queues", "redis_seconds", "stream", "workers",
+    ]  # fmt: skip
     assert snapshot["at"] == T0
     assert sorted(snapshot["queues"]["default"]) == [
-        "consumers", "depth", "finished_per_minute", "oldest_age", "state", "words",
+        "absent", "broker_oldest_age", "consumers", "consumers_from", "depth",
+        "finished_per_minute", "idle_since", "oldest_age", "records_oldest_age", "state",
+        "unacked", "words",
     ]  # fmt: skip
+    assert snapshot["broker"] == {
+        "kind": "redis", "where": settings.TASKTRAIL_BROKER_URL, "error": "", "notes": [],
+        "unknown": ["consumers", "unacked", "idle_since"],
+    }  # fmt: skip
     assert snapshot["stream"] == {
         "lag_entries": 1, "lag_seconds": 125.0, "length": 1, "cap": 1_000_000, "trimmed": 0,
         "trimmed_at": None,
@@ -201,11 +212,12 @@ def test_the_snapshot_says_when_the_stream_lag_is_unknown(make_runner, redis_cli
 
 def test_the_queue_list_is_reused_for_30_seconds_of_the_checks_clock(make_runner):
     runner, clock, _ = make_runner()
-    assert runner.run_once().redis_round_trips == 3  # the queue list, one read, one write
+    # the broker's queue list, one read of the broker, one of the stream's Redis, one write
+    assert runner.run_once().redis_round_trips == 4
     clock.advance(29)
-    assert runner.run_once().redis_round_trips == 2
-    clock.advance(1)
     assert runner.run_once().redis_round_trips == 3
+    clock.advance(1)
+    assert runner.run_once().redis_round_trips == 4
 
 
 def test_when_the_workers_cannot_be_asked_an_open_incident_stays_open(make_runner, redis_client):
