@@ -198,3 +198,84 @@ def test_trimming_warns_once_a_minute_not_at_every_trim(redis_client, caplog):
     assert writer.stats.trimmed > 100  # several trims
     assert caplog.text.count("over its cap of 20") == 1
     writer.close()
+
+
+# -- bad events never wedge the writer ------------------------------------------------------------
+
+
+def raw_event(task_id: str, **fields) -> dict:
+    """An event as make_event would never build it (a value msgpack cannot pack)."""
+    return {"v": 1, "kind": "received", "task_id": task_id, "ts": T, **fields}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [2**70, "lone \udce9 surrogate", object()],
+    ids=["int-out-of-range", "lone-surrogate", "object"],
+)
+def test_an_event_that_cannot_be_packed_is_dropped_alone_and_the_rest_written(
+    redis_client, caplog, bad
+):
+    stream = settings.TASKTRAIL_STREAM
+    writer = StreamWriter(settings.REDIS_URL, stream, flush_interval=60)
+    writer.emit(make_event("received", "before", T))
+    writer.emit(raw_event("bad", traceparent=bad))
+    writer.emit(make_event("received", "after", T))
+    assert writer.flush() is True  # not retried: nothing is left waiting
+    assert [e["task_id"] for e in read_events(redis_client, stream)] == ["before", "after"]
+    assert (writer.stats.invalid, writer.stats.written, writer.stats.failed_flushes) == (1, 2, 0)
+    writer.emit(make_event("received", "later", T))
+    assert writer.flush() is True
+    writer.close()
+    assert [e["task_id"] for e in read_events(redis_client, stream)][-1] == "later"
+    assert "cannot be packed" in caplog.text and "Not a Redis problem" in caplog.text
+    assert "Redis did not take" not in caplog.text and "lost at shutdown" not in caplog.text
+    counters = redis_client.hgetall(stream + ":recorder")
+    assert counters[b"invalid"] == b"1" and b"dropped" not in counters
+
+
+def test_bad_events_are_logged_once_a_minute_not_each(redis_client, caplog):
+    writer = StreamWriter(settings.REDIS_URL, settings.TASKTRAIL_STREAM, flush_interval=60)
+    for i in range(50):
+        writer.emit(raw_event(f"bad{i}", pid=2**70))
+        writer.emit(make_event("received", f"good{i}", T))
+        assert writer.flush() is True
+    assert (writer.stats.invalid, writer.stats.written) == (50, 50)
+    assert caplog.text.count("cannot be packed") == 1
+    writer.close()
+
+
+def test_redis_errors_are_told_apart_from_bad_events(caplog):
+    writer = StreamWriter(closed_port_url(), "s", flush_interval=60)
+    writer.emit(raw_event("bad", retries=2**70))
+    writer.emit(make_event("received", "good", T))
+    assert writer.flush() is False
+    writer.close()
+    assert writer.stats.invalid == 1 and writer.stats.dropped == 1  # the good one, Redis down
+    assert "Redis did not take the events" in caplog.text
+    assert "1 events lost at shutdown: Redis did not take them (ConnectionError" in caplog.text
+
+
+def test_a_batch_too_big_for_one_entry_is_split_and_every_event_written(redis_client):
+    stream = settings.TASKTRAIL_STREAM
+    writer = StreamWriter(settings.REDIS_URL, stream, flush_interval=60)
+    for i in range(12):  # 12 x 1 MiB of arguments: past the 4 MiB an entry may hold
+        writer.emit(make_event("published", f"t{i}", T, args="[" + "1," * 500_000 + "1]"))
+    assert writer.flush() is True
+    assert 3 <= redis_client.xlen(stream) <= 12
+    assert [e["task_id"] for e in read_events(redis_client, stream)] == [f"t{i}" for i in range(12)]
+    writer.close()
+
+
+def test_signed_entries_verify_with_the_writers_key(redis_client):
+    from tasktrail.signing import parse_keys, verify
+
+    stream = settings.TASKTRAIL_STREAM
+    [key] = parse_keys("k1:" + "s" * 32)
+    writer = StreamWriter(settings.REDIS_URL, stream, flush_interval=60, signing_key=key)
+    writer.emit(make_event("received", "t1", T))
+    assert writer.flush() is True
+    [(_, fields)] = redis_client.xrange(stream)
+    assert fields[b"s"].startswith(b"k1:")
+    assert verify(fields, (key,), stream) is None
+    writer.close()

@@ -16,6 +16,9 @@ TASKTRAIL_REDACT_KEYS        password,passwd,token,…  Comma list: argument nam
 TASKTRAIL_STREAM_MAX_ENTRIES 1000000                  Stream length cap, in entries (batches of
                                                       events); past it the oldest unread entries
                                                       are dropped and counted. 0: no cap
+TASKTRAIL_EVENT_KEY          (none: unsigned)         id:secret pairs, comma-separated: each stream
+                                                      entry is signed with the first (HMAC-SHA256,
+                                                      ``tasktrail.signing``); secrets >= 16 chars
 ============================ ======================== ============================================
 """
 
@@ -32,6 +35,7 @@ from urllib.parse import unquote
 from kombu.utils.url import maybe_sanitize_url
 
 from tasktrail.events import DEFAULT_MAX_ARGS_BYTES
+from tasktrail.signing import ENV_EVENT_KEY, SigningConfigError, SigningKey, parse_keys
 from tasktrail.stream_writer import DEFAULT_MAX_ENTRIES, DEFAULT_STREAM
 from tasktrail.task_inputs import DEFAULT_SECRET_KEYS
 
@@ -54,7 +58,7 @@ _ALIASES: Final = (
     ("socket://", "unix://"),
 )
 OVERRIDES: Final = frozenset(
-    {"recorder_url", "stream", "max_args_bytes", "secret_keys", "stream_max_entries"}
+    {"recorder_url", "stream", "max_args_bytes", "secret_keys", "stream_max_entries", "event_key"}
 )
 
 
@@ -69,12 +73,14 @@ class ClientConfig:
     max_args_bytes: int = DEFAULT_MAX_ARGS_BYTES
     secret_keys: tuple[str, ...] = DEFAULT_SECRET_KEYS
     stream_max_entries: int = DEFAULT_MAX_ENTRIES
+    event_keys: tuple[SigningKey, ...] = ()  # the first signs every entry; none: unsigned
 
-    def __repr__(self) -> str:  # never print the URL's password
+    def __repr__(self) -> str:  # never print the URL's password nor a signing secret
         return (
             f"ClientConfig(recorder_url={masked(self.recorder_url)!r}, stream={self.stream!r}, "
             f"max_args_bytes={self.max_args_bytes}, secret_keys={self.secret_keys!r}, "
-            f"stream_max_entries={self.stream_max_entries})"
+            f"stream_max_entries={self.stream_max_entries}, "
+            f"event_keys={[key.id for key in self.event_keys]!r})"
         )
 
 
@@ -154,7 +160,17 @@ def resolve(
         max_args_bytes=_max_args_bytes(given.get("max_args_bytes"), env),
         secret_keys=_secret_keys(given.get("secret_keys"), env),
         stream_max_entries=_stream_max_entries(given.get("stream_max_entries"), env),
+        event_keys=_event_keys(given.get("event_key"), env),
     )
+
+
+def _event_keys(given: Any, env: Mapping[str, str]) -> tuple[SigningKey, ...]:
+    text = str(given) if given is not None else env.get(ENV_EVENT_KEY, "")
+    source = "the event_key given to tasktrail.install()" if given is not None else ENV_EVENT_KEY
+    try:
+        return parse_keys(text, source)
+    except SigningConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _recorder_url(app: Any, given: Any, env: Mapping[str, str]) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 from celery import Celery, signals
 
 from tasktrail.config import ClientConfig, ConfigError, resolve
-from tasktrail.events import Event, Kind, make_event
+from tasktrail.events import Event, Kind, event_task_id, make_event
 from tasktrail.stream_writer import StreamWriter
 from tasktrail.task_inputs import InputRule, extract_input_id, keep_args, resolve_rule
 from tasktrail.tracing.context import run_span_id
@@ -67,9 +67,12 @@ class Recorder:
         return rule
 
     def emit(self, kind: Kind, task_id: Any, ts: float, **fields: Any) -> None:
-        if not isinstance(task_id, str) or not task_id:
+        # Every value is checked against the event schema here (a header may hold anything):
+        # what does not fit is dropped or cleaned and counted, so the writer can always pack it.
+        checked_id = event_task_id(task_id)
+        if checked_id is None:
             return
-        event: Event = make_event(kind, task_id, ts, **fields)
+        event: Event = make_event(kind, checked_id, ts, **fields)
         self.writer.emit(event)
 
 
@@ -78,7 +81,7 @@ class _Installation:
     """The one app this process records, and its configuration once read."""
 
     app: Celery
-    overrides: dict[str, Any]
+    overrides: dict[str, Any] = field(repr=False)  # may hold a recorder_url with its password
     resolved: bool = False
     recorder: Recorder | None = None  # None once resolved: recording is off (logged)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -145,6 +148,7 @@ def _build(app: Celery, overrides: Mapping[str, Any]) -> Recorder | None:
             config.stream,
             flush_interval=FLUSH_INTERVAL,
             max_entries=config.stream_max_entries,
+            signing_key=config.event_keys[0] if config.event_keys else None,
         )
     except ConfigError as exc:
         config_logger.error("tasktrail: recording is off for Celery app %s: %s", app.main, exc)

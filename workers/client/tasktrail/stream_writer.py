@@ -14,6 +14,13 @@ events new ones are dropped and counted (``stats``, a log warning, and the ``dro
 the ``<stream>:recorder`` hash, e.g. ``tasktrail:events:recorder``, once Redis answers
 again; a process that exits while Redis is down can only log them).
 
+A batch is packed before Redis is asked, so a bad event and a Redis error are never confused:
+``make_event`` already fits every value to the event schema, and an event that still cannot be
+packed is dropped alone (the batch is packed event by event), counted in ``stats.invalid`` and the
+``invalid`` field of that hash, and logged at most once a minute with the reason. Only entries
+Redis did not take are retried. A batch is split into entries of at most ``MAX_PACKED_BYTES``.
+With signing keys (``TASKTRAIL_EVENT_KEY``), each entry is signed once, as it is packed.
+
 The stream has a length cap (``max_entries``, ``TASKTRAIL_STREAM_MAX_ENTRIES``) so Redis does not
 fill up while no monitor reads it. The monitor deletes what it has written, so every entry left is
 one no monitor has finished: the writers enforce the cap themselves (it must hold while the monitor
@@ -36,7 +43,9 @@ from typing import Any
 
 import redis
 
-from tasktrail.events import Event, encode_batch
+from tasktrail import events as event_schema
+from tasktrail.events import ENTRY_FIELD, MAX_BATCH_EVENTS, MAX_ENTRY_EVENTS, Event, encode_entries
+from tasktrail.signing import SigningKey, sign
 
 logger = logging.getLogger("tasktrail.recorder")
 
@@ -45,6 +54,7 @@ STATS_KEY_SUFFIX = ":recorder"
 TRIMMED_KEY_SUFFIX = ":trimmed"  # hash: entries (trimmed in all), at (latest trim), cap
 DEFAULT_MAX_ENTRIES = 1_000_000
 TRIM_LOG_SECONDS = 60.0  # one warning a minute per process while trimming goes on
+PROBLEM_LOG_SECONDS = 60.0  # bad events and fields fitted to the schema: one line a minute each
 
 
 @dataclass
@@ -55,6 +65,7 @@ class WriterStats:
     failed_flushes: int = 0
     trimmed: int = 0  # stream entries this process trimmed past the cap (all processes' too)
     failed_trims: int = 0
+    invalid: int = 0  # events dropped because they could not be packed (never retried)
 
 
 class StreamWriter:
@@ -64,15 +75,17 @@ class StreamWriter:
         stream: str = DEFAULT_STREAM,
         *,
         flush_interval: float = 0.1,
-        max_batch: int = 2000,
+        max_batch: int = MAX_BATCH_EVENTS,
         max_buffered: int = 100_000,
         max_backoff: float = 5.0,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        signing_key: SigningKey | None = None,
     ) -> None:
         self.redis_url = redis_url
         self.stream = stream
         self.flush_interval = flush_interval
-        self.max_batch = max_batch
+        self.max_batch = max(1, min(max_batch, MAX_ENTRY_EVENTS))  # what a monitor reads whole
+        self.signing_key = signing_key
         self.max_buffered = max_buffered
         self.max_backoff = max_backoff
         self.max_entries = max(0, int(max_entries))  # 0: no cap
@@ -82,7 +95,14 @@ class StreamWriter:
     def _reset(self) -> None:
         self._pid = os.getpid()
         self._buffer: deque[Event] = deque()
-        self._retry: list[Event] = []  # a batch that failed to write, sent first next time
+        # Entries packed (and signed) that Redis did not take, with their event counts: sent
+        # first next time, as they are.
+        self._retry: list[tuple[dict[bytes, bytes], int]] = []
+        self._last_error = ""
+        self._unreported_invalid = 0
+        self._next_invalid_log = 0.0
+        self._fixes_logged = 0
+        self._next_fixes_log = 0.0
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -101,7 +121,7 @@ class StreamWriter:
     def emit(self, event: Event) -> None:
         if self._pid != os.getpid():  # forked without the at-fork hook (e.g. os.fork in C code)
             self._reset()
-        if len(self._buffer) + len(self._retry) >= self.max_buffered:
+        if len(self._buffer) + self._retrying() >= self.max_buffered:
             self.stats.dropped += 1
             self._unreported_drops += 1
             return
@@ -131,32 +151,84 @@ class StreamWriter:
             if time.monotonic() < self._backoff_until:
                 return False
             while self._retry or self._buffer:
-                batch = self._retry or self._take(self.max_batch)
-                self._retry = []
+                if not self._retry:
+                    self._retry = self._pack(self._take(self.max_batch))
+                    continue
                 try:
-                    self._write(batch)
-                except Exception as exc:  # redis errors, and anything else: never raise into Celery
-                    self._retry = batch
-                    self._backoff = min(
-                        self.max_backoff, max(self.flush_interval, self._backoff * 2)
-                    )
-                    self._backoff_until = time.monotonic() + self._backoff
-                    self.stats.failed_flushes += 1
-                    if self.stats.failed_flushes == 1 or self._backoff >= self.max_backoff:
-                        logger.warning(
-                            "tasktrail recorder: cannot write to %s (%s); %d events waiting, "
-                            "%d dropped so far",
-                            self.stream,
-                            exc,
-                            len(batch) + len(self._buffer),
-                            self.stats.dropped,
-                        )
-                    self._client = None
+                    self._write()
+                except (redis.RedisError, OSError) as exc:  # kept and retried with back-off
+                    self._redis_failed(exc)
                     return False
-                self.stats.written += len(batch)
+                except Exception as exc:  # not Redis: the entries themselves; never retried
+                    lost = self._retrying()
+                    self._retry = []
+                    self._count_invalid(lost, f"not written ({type(exc).__name__}: {exc})")
                 self._backoff = 0.0
             self._report_drops()
+            self._log_fixes()
             return True
+
+    def _retrying(self) -> int:
+        return sum(count for _, count in self._retry)
+
+    def _pack(self, batch: list[Event]) -> list[tuple[dict[bytes, bytes], int]]:
+        """The batch as entries to XADD; events that cannot be packed are dropped and counted."""
+        payloads, bad = encode_entries(batch)
+        if bad:
+            self._count_invalid(len(bad), bad[0][1])
+        entries: list[tuple[dict[bytes, bytes], int]] = []
+        for payload in payloads:
+            fields = {ENTRY_FIELD: payload}
+            if self.signing_key is not None:
+                fields = sign(fields, self.signing_key, self.stream)
+            entries.append((fields, _count_of(payload)))
+        return entries
+
+    def _count_invalid(self, count: int, reason: str) -> None:
+        self.stats.invalid += count
+        self._unreported_invalid += count
+        now = time.monotonic()
+        if now >= self._next_invalid_log:
+            self._next_invalid_log = now + PROBLEM_LOG_SECONDS
+            logger.warning(
+                "tasktrail recorder: dropped %d events that cannot be packed for %s (%s); %d in "
+                "all. Not a Redis problem: the events themselves, other events are written",
+                count,
+                self.stream,
+                reason,
+                self.stats.invalid,
+            )
+
+    def _redis_failed(self, exc: Exception) -> None:
+        self._backoff = min(self.max_backoff, max(self.flush_interval, self._backoff * 2))
+        self._backoff_until = time.monotonic() + self._backoff
+        self._last_error = f"{type(exc).__name__}: {exc}"[:300]
+        self.stats.failed_flushes += 1
+        if self.stats.failed_flushes == 1 or self._backoff >= self.max_backoff:
+            logger.warning(
+                "tasktrail recorder: Redis did not take the events for %s (%s); %d events "
+                "waiting, %d dropped so far",
+                self.stream,
+                self._last_error,
+                self._retrying() + len(self._buffer),
+                self.stats.dropped,
+            )
+        self._client = None
+
+    def _log_fixes(self) -> None:
+        """Say (once a minute) that values not fitting the event schema were dropped or cut."""
+        fixes = event_schema.FIXES
+        if fixes.total == self._fixes_logged or time.monotonic() < self._next_fixes_log:
+            return
+        self._next_fixes_log = time.monotonic() + PROBLEM_LOG_SECONDS
+        logger.warning(
+            "tasktrail recorder: %d event values did not fit the event schema and were dropped "
+            "or cleaned, %d in all (%s); the events were kept",
+            fixes.total - self._fixes_logged,
+            fixes.total,
+            fixes.summary(),
+        )
+        self._fixes_logged = fixes.total
 
     def _take(self, limit: int) -> list[Event]:
         batch: list[Event] = []
@@ -179,22 +251,30 @@ class StreamWriter:
     def trimmed_key(self) -> str:
         return self.stream + TRIMMED_KEY_SUFFIX
 
-    def _write(self, batch: list[Event]) -> None:
-        """XADD the batch; raises only when the XADD itself failed (the batch is then retried)."""
+    def _write(self) -> None:
+        """XADD the pending entries in one round trip. Raises when Redis did not take one; those
+        stay pending, the others are counted as written."""
         client = self._redis()
-        if not self.max_entries:
-            client.xadd(self.stream, encode_batch(batch))
-            return
         pipe = client.pipeline(transaction=False)
-        pipe.xadd(self.stream, encode_batch(batch))
-        pipe.xtrim(self.stream, maxlen=self.max_entries, approximate=True)
-        if not self._cap_published:  # so the monitor warns against the cap the writers use
-            pipe.hset(self.trimmed_key, "cap", self.max_entries)
+        for fields, _ in self._retry:
+            pipe.xadd(self.stream, fields)  # type: ignore[arg-type]
+        if self.max_entries:
+            pipe.xtrim(self.stream, maxlen=self.max_entries, approximate=True)
+            if not self._cap_published:  # so the monitor warns against the cap the writers use
+                pipe.hset(self.trimmed_key, "cap", self.max_entries)
         replies = pipe.execute(raise_on_error=False)
-        if isinstance(replies[0], Exception):
-            raise replies[0]
-        self._cap_published = not any(isinstance(r, Exception) for r in replies[2:])
-        self._count_trim(client, replies[1])
+        added = len(self._retry)
+        failed = [entry for entry, reply in zip(self._retry, replies[:added], strict=True)
+                  if isinstance(reply, Exception)]  # fmt: skip
+        self.stats.written += self._retrying() - sum(count for _, count in failed)
+        self._retry = failed
+        if self.max_entries:
+            trim = replies[added:]
+            self._cap_published = not any(isinstance(r, Exception) for r in trim[1:])
+            self._count_trim(client, trim[0])
+        if failed:
+            error = next(r for r in replies[:added] if isinstance(r, Exception))
+            raise error
 
     def _count_trim(self, client: redis.Redis, reply: Any) -> None:
         """Add what XTRIM removed to the stream's count. Never raises: the batch is written by now,
@@ -236,14 +316,28 @@ class StreamWriter:
             self._unreported_trims += count
 
     def _report_drops(self) -> None:
-        if not self._unreported_drops:
+        """Add what was dropped to the stream's counters (``dropped``: the buffer was full while
+        Redis did not answer; ``invalid``: events that could not be packed)."""
+        if not self._unreported_drops and not self._unreported_invalid:
             return
-        count, self._unreported_drops = self._unreported_drops, 0
-        logger.warning("tasktrail recorder: dropped %d events while Redis was unreachable", count)
+        drops, self._unreported_drops = self._unreported_drops, 0
+        invalid, self._unreported_invalid = self._unreported_invalid, 0
+        if drops:
+            logger.warning(
+                "tasktrail recorder: dropped %d events: the buffer was full while Redis did not "
+                "take events",
+                drops,
+            )
         try:
-            self._redis().hincrby(self.stream + STATS_KEY_SUFFIX, "dropped", count)
+            pipe = self._redis().pipeline(transaction=False)
+            if drops:
+                pipe.hincrby(self.stream + STATS_KEY_SUFFIX, "dropped", drops)
+            if invalid:
+                pipe.hincrby(self.stream + STATS_KEY_SUFFIX, "invalid", invalid)
+            pipe.execute()
         except Exception:
-            self._unreported_drops += count
+            self._unreported_drops += drops
+            self._unreported_invalid += invalid
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop the thread and write what is left (bounded by the client's socket timeouts)."""
@@ -255,14 +349,15 @@ class StreamWriter:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         self._backoff_until = 0.0
-        if not self.flush():
-            lost = len(self._retry) + len(self._buffer)
+        if not self.flush():  # only entries Redis did not take are left: bad events are gone
+            lost = self._retrying() + len(self._buffer)
             self._retry, self._buffer = [], deque()
             self.stats.dropped += lost
             logger.warning(
-                "tasktrail recorder: %d events lost at shutdown (Redis unreachable); "
+                "tasktrail recorder: %d events lost at shutdown: Redis did not take them (%s); "
                 "%d dropped in all",
                 lost,
+                self._last_error or "no answer",
                 self.stats.dropped,
             )
         self._stop.clear()
@@ -275,3 +370,12 @@ class StreamWriter:
             "buffered": len(self._buffer),
             **vars(self.stats),
         }
+
+
+def _count_of(payload: bytes) -> int:
+    """How many events a payload ``encode_entries`` made holds (from its array header)."""
+    first = payload[0]
+    if first < 0xA0:
+        return first - 0x90
+    size = 2 if first == 0xDC else 4
+    return int.from_bytes(payload[1 : 1 + size], "big")
