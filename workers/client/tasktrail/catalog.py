@@ -30,6 +30,8 @@ from typing import Any, Final, Protocol, TypeGuard
 import msgpack
 from celery import Celery, signals
 
+from tasktrail.signing import signed
+
 logger = logging.getLogger("tasktrail.catalog")
 
 SCHEMA_VERSION: Final = 1
@@ -342,7 +344,9 @@ class Reporter:
                 self._client = redis.Redis.from_url(
                     self.target.recorder_url, socket_timeout=5.0, socket_connect_timeout=2.0
                 )
-            self._client.xadd(self.target.stream, encode_catalog(self.report()))
+            keys = getattr(self.target, "event_keys", ())  # TASKTRAIL_EVENT_KEY: signed
+            fields = signed(encode_catalog(self.report()), keys, self.target.stream)
+            self._client.xadd(self.target.stream, fields)
         except Exception as exc:
             self.failures += 1
             self._client = None
