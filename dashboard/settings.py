@@ -301,6 +301,11 @@ TASKTRAIL_ALERT_CHECK_SECONDS = float(os.environ.get("TASKTRAIL_ALERT_CHECK_SECO
 # the environment, e.g. {"queue": {"oldest_seconds": 120}, "queues": {"reports": {...}},
 # "tasks": {"workers.tasks.build_report": 900}, "remind_seconds": 3600}.
 TASKTRAIL_ALERTS: dict[str, object] = json.loads(os.environ.get("TASKTRAIL_ALERTS") or "{}")
+# A paused queue is not stuck; a "queue X still paused" incident opens once it has been paused this
+# many seconds (0: never), and resolves when it is resumed.
+TASKTRAIL_QUEUE_PAUSE_REMIND_SECONDS = float(
+    os.environ.get("TASKTRAIL_QUEUE_PAUSE_REMIND_SECONDS", "3600")
+)
 # Who gets the mail: these addresses plus users with the "Receives alert emails" permission.
 TASKTRAIL_ALERT_EMAILS = env_list("TASKTRAIL_ALERT_EMAILS", "")
 # Links in the mail point here.

@@ -106,6 +106,13 @@ def _figures(rule: str, figures: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("Limit", _seconds(figures.get("limit"))),
             ("Longest running", _seconds(figures.get("longest"))),
         ]
+    elif rule == rules.QUEUE_PAUSED:
+        rows = [
+            ("Paused for", _seconds(figures.get("paused_for"))),
+            ("Paused by", figures.get("paused_by")),
+            ("Reason given", figures.get("reason")),
+            ("Waiting", figures.get("depth")),
+        ]
     elif rule == rules.WORKER_LOST:
         rows = [
             ("Silent for", _seconds(figures.get("silent_for"))),
@@ -122,7 +129,7 @@ def _figures(rule: str, figures: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _links(incident: AlertIncident) -> list[tuple[str, str]]:
     subject = incident.subject
-    if incident.rule == rules.QUEUE_STUCK:
+    if incident.rule in (rules.QUEUE_STUCK, rules.QUEUE_PAUSED):
         return [
             ("Queues", _url(reverse("queues"))),
             (f"Tasks on {subject}", _url(reverse("tasks"), {"queue": subject})),

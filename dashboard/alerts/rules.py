@@ -20,6 +20,7 @@ from typing import Any, Final, Literal
 
 from dashboard.constants import (
     MONITOR_LAG,
+    QUEUE_PAUSED,
     QUEUE_STUCK,
     TASK_OVERDUE,
     WORKER_LOST,
@@ -153,10 +154,14 @@ class QueueFigures:
     consumers: int | None  # workers consuming it; None when the workers could not be asked
     finished_in_window: int | None  # tasks finished within no_progress_seconds; None: unknown
     finished_per_minute: float | None = None  # over the last five minutes, for display
+    paused: bool = False  # an operator paused it: paused, not stuck (see evaluate_pause)
 
 
 def queue_conditions(figures: QueueFigures) -> dict[str, bool | None]:
-    """The timed conditions as they are right now (None: cannot tell)."""
+    """The timed conditions as they are right now (None: cannot tell). A paused queue has none:
+    their clocks stop, so after a resume the workers get the whole grace again."""
+    if figures.paused:
+        return {NO_CONSUMER: False, NO_PROGRESS: False}
     if figures.depth is None:
         return {NO_CONSUMER: None, NO_PROGRESS: None}
     waiting = figures.depth > 0
@@ -170,7 +175,10 @@ def queue_conditions(figures: QueueFigures) -> dict[str, bool | None]:
 def evaluate_queue(
     figures: QueueFigures, limits: QueueThresholds, held: Mapping[str, float]
 ) -> Verdict:
-    """``held``: seconds each timed condition has held continuously (absent: it does not hold)."""
+    """``held``: seconds each timed condition has held continuously (absent: it does not hold).
+    A paused queue is never stuck nor warning: it waits on purpose."""
+    if figures.paused:
+        limits = replace(limits, enabled=False)
     fired: list[str] = []
     waiting = figures.depth is not None and figures.depth > 0
     if limits.enabled and waiting:
@@ -214,12 +222,13 @@ def evaluate_queue(
             "no_progress_for": held.get(NO_PROGRESS),
         },
         # an unknown depth could hide a stuck queue: an open incident stays open
-        known=figures.depth is not None and not (limits.enabled and waiting and unknown),
+        known=figures.paused
+        or (figures.depth is not None and not (limits.enabled and waiting and unknown)),
     )
 
 
 def _queue_words(figures: QueueFigures, fired: list[str], limits: QueueThresholds) -> str:
-    parts = []
+    parts = ["paused"] if figures.paused else []
     if figures.depth is None:
         parts.append("depth unknown")
     elif figures.oldest_age is not None and figures.depth > 0:
@@ -253,6 +262,43 @@ def _queue_cause(figures: QueueFigures, fired: list[str]) -> str:
     return (
         "Workers take messages more slowly than they arrive: add workers or concurrency, or look "
         "for tasks that became slow."
+    )
+
+
+@dataclass(frozen=True)
+class PauseFigures:
+    queue: str
+    paused_for: float  # seconds
+    paused_by: str
+    reason: str
+    depth: int | None = None  # waiting at the check, when the queue was measured
+
+
+def evaluate_pause(pause: PauseFigures, remind_seconds: float) -> Verdict:
+    """A reminder that a queue is still paused: stuck once paused for ``remind_seconds`` (0:
+    never), resolved on resume (the runner checks every paused queue: a resumed one is absent)."""
+    due = _over(pause.paused_for, remind_seconds)
+    words = f"paused {duration_words(pause.paused_for)} ago by {pause.paused_by}"
+    if pause.depth is not None:
+        words += f", {pause.depth} waiting"
+    return Verdict(
+        rule=QUEUE_PAUSED,
+        subject=pause.queue,
+        state="stuck" if due else "ok",
+        words=words,
+        cause=(
+            f"An operator paused this queue: no worker consumes it, and its messages wait. The "
+            f"reason given: {pause.reason[:300]}. Resume it from the Queues page once it may run."
+            if due
+            else ""
+        ),
+        fired=("paused",) if due else (),
+        figures={
+            "paused_for": pause.paused_for,
+            "paused_by": pause.paused_by,
+            "reason": pause.reason[:300],
+            "depth": pause.depth,
+        },
     )
 
 

@@ -51,6 +51,14 @@ class CycleReport:
         return next((v for v in self.verdicts if (v.rule, v.subject) == (rule, subject)), None)
 
 
+def paused_queues() -> dict[str, Any]:
+    """The queues an operator paused (``QueuePause`` rows), by name."""
+    from dashboard.models import QueuePause
+    from tasktrail.queue_pauses import MAX_QUEUES
+
+    return {p.queue: p for p in QueuePause.objects.order_by("queue")[:MAX_QUEUES]}
+
+
 class CheckRunner:
     def __init__(
         self,
@@ -71,6 +79,7 @@ class CheckRunner:
         self.stream_cap = int(settings.TASKTRAIL_STREAM_MAX_ENTRIES)
         self.clock = clock
         self.check_seconds = check_seconds or settings.TASKTRAIL_ALERT_CHECK_SECONDS
+        self.pause_remind_seconds = float(settings.TASKTRAIL_QUEUE_PAUSE_REMIND_SECONDS)
         self.limits = task_figures.TaskLimits(self.thresholds, celery_app)
         # the shop's broker (TASKTRAIL_BROKER_URL), not the stream's Redis
         self.queues = broker_queues or queue_figures.BrokerQueues()
@@ -87,6 +96,7 @@ class CheckRunner:
         names = sorted(
             set(self.queues.names(now, timer))
             | {subject for rule, subject in open_rows if rule == rules.QUEUE_STUCK}
+            | set(paused := paused_queues())  # measured even if no worker declared them
         )
         measured = self.queues.read(names, timer)  # Redis: one round trip for every queue
         waiting = queue_figures.waiting_since(names, now_dt)
@@ -118,6 +128,7 @@ class CheckRunner:
                 consumers=consumers,
                 finished_in_window=counts.get(f"w{int(window)}", 0) if window else None,
                 finished_per_minute=counts.get("rate", 0) * per_minute,
+                paused=name in paused,
             )
             figures_by_queue[name] = figures
             report.queue_details[name] = {
@@ -137,6 +148,17 @@ class CheckRunner:
             report.verdicts.append(
                 rules.evaluate_queue(figures, thresholds.for_queue(name), queue_held)
             )
+
+        # paused queues: a reminder once paused too long; every pause is looked at, so a
+        # resumed queue's reminder resolves
+        for name, pause in paused.items():
+            depth = figures_by_queue[name].depth if name in figures_by_queue else None
+            pause_figures = rules.PauseFigures(
+                name, max(0.0, now - pause.paused_at.timestamp()), pause.paused_by, pause.reason,
+                depth,
+            )  # fmt: skip
+            report.verdicts.append(rules.evaluate_pause(pause_figures, self.pause_remind_seconds))
+        complete.add(rules.QUEUE_PAUSED)
 
         # tasks over their limit: every STARTED task is looked at, so absent names are clear
         running = task_figures.running_tasks(now_dt, self.limits, self.limits.shortest())
