@@ -1,8 +1,8 @@
 """The alert rules as pure functions: figures and thresholds in, a verdict (with its words) out.
 
 Nothing here reads Redis, the database or the clock; ``dashboard.alerts.runner`` gathers the
-figures (``redis_state``, ``task_figures``, ``worker_probe``) and says how long each timed
-condition has held.
+figures (``redis_state``, ``task_figures``, the workers' heartbeat rows) and says how long
+each timed condition has held.
 
 One incident per *subject*: the three queue rules (oldest message too old, messages waiting with
 no consumer, messages waiting and nothing finished) share the rule ``queue_stuck``, so a stuck queue
@@ -32,7 +32,6 @@ MONITOR_SUBJECT: Final = "monitor"
 # timed conditions (the checks record since when each has held)
 NO_CONSUMER: Final = "no_consumer"
 NO_PROGRESS: Final = "no_progress"
-WORKER_SILENT: Final = "worker_silent"
 
 State = Literal["ok", "warning", "stuck"]
 
@@ -59,7 +58,9 @@ class Thresholds:
     # else this default.
     task_max_runtime_seconds: float = 3600.0
     tasks: Mapping[str, float] = field(default_factory=dict)
-    worker_lost_seconds: float = 60.0  # a worker running tasks that stopped answering
+    # A worker is gone when its heartbeats (every TASKTRAIL_HEARTBEAT_INTERVAL, 5 s) stopped for
+    # this long without a goodbye: twelve missed beats, so a Redis hiccup is not a death.
+    worker_lost_seconds: float = 60.0
     monitor_lag_seconds: float = 120.0  # age of the oldest stream entry no monitor has written
     # The stream holds this fraction of its length cap (TASKTRAIL_STREAM_MAX_ENTRIES): past the
     # cap the writers drop the oldest entries, so this fires before any is lost.
@@ -357,9 +358,10 @@ def evaluate_tasks(running: Iterable[RunningTask]) -> list[Verdict]:
 def evaluate_worker(
     worker: str, silent_for: float | None, running: int, lost: int, limit: float
 ) -> Verdict:
-    """A worker with unfinished tasks (running, or lost and not retried) that stopped answering.
+    """A worker with unfinished tasks (running, or lost and not retried) whose heartbeats stopped
+    without a goodbye (it is gone).
 
-    ``silent_for`` None: the worker answers."""
+    ``silent_for`` None: the worker is not gone (beating, or it said goodbye)."""
     gone = limit > 0 and _over(silent_for, limit) and (running + lost) > 0
     tasks = running + lost
     words = (
@@ -370,11 +372,12 @@ def evaluate_worker(
         rule=WORKER_LOST,
         subject=worker,
         state="stuck" if gone else "ok",
-        words=words if silent_for is not None else "answering",
+        words=words if silent_for is not None else "heartbeats coming",
         cause=(
-            "The worker stopped answering while running tasks: killed (out of memory, a deploy) "
-            "or its host is down. Its running tasks are marked LOST; retry them from the tasks "
-            "page once you know they are safe to run again."
+            "The worker's heartbeats stopped, without a goodbye, while it ran tasks: it was "
+            "killed (out of memory, a deploy) or its host or network is down. Its running tasks "
+            "are marked LOST; retry them from the tasks page once you know they are safe to run "
+            "again."
             if gone
             else ""
         ),

@@ -3,9 +3,9 @@ due). ``manage.py monitor`` runs each in a thread of its own every
 ``TASKTRAIL_ALERT_CHECK_SECONDS`` (``dashboard.alerts.threads``), so a slow mail server delays
 only mail, and neither delays the rows.
 
-A runner keeps nothing that matters in memory: incidents are rows, timed conditions and worker
-sightings are in Redis. A new runner (a restarted monitor, or a second one) carries on where the
-last one stopped, without a second "opened" mail.
+A runner keeps nothing that matters in memory: incidents and workers (from their heartbeats) are
+rows, timed conditions are in Redis. A new runner (a restarted monitor, or a second one) carries
+on where the last one stopped, without a second "opened" mail.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dashboard.alerts.incidents import (
 )
 from dashboard.alerts.mail import send_notice
 from dashboard.alerts.worker_probe import Probe, WorkersSeen
-from dashboard.ingest.lost import mark_lost
+from dashboard.ingest.lost import gone_workers, mark_gone, mark_lost
 
 logger = logging.getLogger("tasktrail.alerts")
 
@@ -165,30 +165,23 @@ class CheckRunner:
         report.verdicts += rules.evaluate_tasks(running)
         complete.add(rules.TASK_OVERDUE)
 
-        # workers that stopped answering while running tasks
+        # workers whose heartbeats stopped without a goodbye: gone, and only then their tasks LOST
         seen_now: dict[str, float] = {}
-        forget: list[str] = []
-        if workers is not None:
-            unfinished = task_figures.unfinished_per_worker(now_dt)
-            subjects = set(unfinished) | {s for r, s in open_rows if r == rules.WORKER_LOST}
-            for host in workers.queues:
-                seen_now[host] = now
-            for host in sorted(subjects):
-                running_n, lost_n = unfinished.get(host, (0, 0))
-                silent_for = None
-                if host not in workers.queues:
-                    last = broker.workers_seen.get(host)
-                    if last is None:  # never seen answering: its silence starts now
-                        last = seen_now[host] = now
-                    silent_for = max(0.0, now - last)
-                verdict = rules.evaluate_worker(
+        forget = list(broker.workers_seen)  # sightings of the former broadcast probe: unused
+        report.marked_lost += self.mark_gone(now, broker.lag_seconds)
+        unfinished = task_figures.unfinished_per_worker(now_dt)
+        silent = gone_workers()
+        subjects = set(silent) | {s for r, s in open_rows if r == rules.WORKER_LOST}
+        for host in sorted(subjects):
+            running_n, lost_n = unfinished.get(host, (0, 0))
+            last = silent.get(host)
+            silent_for = None if last is None else max(0.0, now - last.timestamp())
+            report.verdicts.append(
+                rules.evaluate_worker(
                     host, silent_for, running_n, lost_n, thresholds.worker_lost_seconds
                 )
-                report.verdicts.append(verdict)
-                if verdict.firing and running_n:
-                    report.marked_lost += mark_lost(host)
-            forget = [h for h in broker.workers_seen if h not in seen_now and h not in subjects]
-            complete.add(rules.WORKER_LOST)
+            )
+        complete.add(rules.WORKER_LOST)
 
         # the monitor's own lag on the stream, and how full the stream is against its cap
         stream = self.stream_figures(broker)
@@ -222,6 +215,29 @@ class CheckRunner:
         )
         report.redis_seconds, report.redis_round_trips = timer.seconds, timer.round_trips
         return report
+
+    def mark_gone(self, now: float, lag_seconds: float | None) -> int:
+        """Online workers silent for ``worker_lost_seconds`` become gone and their STARTED tasks
+        LOST; returns how many tasks. Heartbeats wait in the stream like events, so a worker's
+        silence is counted only up to the oldest entry no monitor has written (``lag_seconds``):
+        a monitor that was down or is behind never takes its own backlog for silent workers. The
+        lag unknown (Redis did not say): nobody is declared gone."""
+        limit = self.thresholds.worker_lost_seconds
+        if limit <= 0 or lag_seconds is None:
+            return 0
+        now_dt = task_figures.now_datetime(now)
+        silent_since = task_figures.now_datetime(now - max(0.0, lag_seconds) - limit)
+        lost = 0
+        for host in mark_gone(silent_since, now_dt):
+            marked = mark_lost(host)
+            lost += marked
+            logger.warning(
+                "no heartbeat from %s for %s and no goodbye: marked gone, %d running tasks LOST",
+                host,
+                rules.duration_words(limit),
+                marked,
+            )
+        return lost
 
     def snapshot(
         self,

@@ -24,7 +24,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from dashboard.alerts.incidents import Sender
 from dashboard.alerts.mail import send_notice
 from dashboard.alerts.runner import CheckRunner, MailRunner
-from dashboard.alerts.worker_probe import BackgroundProbe, Probe, WorkerProbe
+from dashboard.alerts.worker_probe import HeartbeatProbe, Probe
 
 logger = logging.getLogger("tasktrail.alerts")
 
@@ -96,7 +96,6 @@ class Repeating:
 class AlertThreads:
     """The threads the monitor command starts, and stops on SIGTERM."""
 
-    probe: BackgroundProbe
     checks: Repeating
     mail: Repeating
 
@@ -107,7 +106,6 @@ class AlertThreads:
         deadline = time.monotonic() + timeout
         self.checks.stop()
         self.mail.stop()
-        self.probe.stop(timeout=0)
         stopped = True
         for thread in (self.checks, self.mail):
             if not thread.join(max(0.0, deadline - time.monotonic())):
@@ -125,15 +123,14 @@ def start_alerts(
     probe: Probe | None = None,
     send: Sender = send_notice,
 ) -> AlertThreads | None:
-    """Start the probe, check and mail threads; None when ``TASKTRAIL_ALERT_CHECK_SECONDS`` is 0.
+    """Start the check and mail threads; None when ``TASKTRAIL_ALERT_CHECK_SECONDS`` is 0.
 
-    The probe asks the workers for their queues (a broadcast that waits for replies) so that a
-    check only reads its latest answer."""
+    ``probe`` says which workers are alive and what they consume; by default the rows their
+    heartbeats keep (a database read, no broadcast)."""
     every = float(settings.TASKTRAIL_ALERT_CHECK_SECONDS if every is None else every)
     if every <= 0:
         return None
-    background = BackgroundProbe(probe or WorkerProbe(), every=every).start()
-    runner = CheckRunner(client=client, probe=background, check_seconds=every)
+    runner = CheckRunner(client=client, probe=probe or HeartbeatProbe(), check_seconds=every)
     mail = Repeating("mail", MailRunner(send=send).run_once, every)
 
     def check() -> None:
@@ -144,4 +141,4 @@ def start_alerts(
     checks = Repeating("checks", check, every)
     mail.start()
     checks.start()
-    return AlertThreads(probe=background, checks=checks, mail=mail)
+    return AlertThreads(checks=checks, mail=mail)

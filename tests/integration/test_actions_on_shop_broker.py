@@ -194,24 +194,3 @@ def test_retry_on_a_prefixed_redis_broker_lands_under_the_prefix_and_runs(
         worker.output.wait_for(f"Tasks flagged as revoked: {pending}", 30, after=mark)
     finally:
         stream.delete(*stream.scan_iter(match=f"{prefix}*", count=1000), "__nothing__")
-
-
-def test_the_worker_probe_asks_the_shops_broker(rabbit, queue, shop_worker, settings):
-    """A worker of a shop on RabbitMQ answers the monitor's probe: asked on the stream's Redis
-    instead, it would never answer and would be taken for gone (its running tasks for LOST)."""
-    from dashboard.alerts.worker_probe import WorkerProbe
-
-    settings.TASKTRAIL_BROKER_URL = rabbit
-    settings.TASKTRAIL_BROKER_TRANSPORT_OPTIONS = {}
-    shop_worker(rabbit)
-    try:
-        seen = None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            seen = WorkerProbe(timeout=2.0)()
-            if seen is not None and seen.consumers(queue) == 1:
-                break
-        assert seen is not None and seen.consumers(queue) == 1, seen
-        assert any(host.startswith(f"{queue}@") for host in seen.queues), seen
-    finally:
-        delete_queue(rabbit, queue)

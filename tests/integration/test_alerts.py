@@ -1,8 +1,8 @@
 """Alerts against real workers, the real broker and a real SMTP server on loopback.
 
 The checks' clock is a fake one running ahead of real time (``Clock.advance``), so thresholds are
-crossed without sleeping; ages and durations are measured against it. The workers' answers, queue
-depths and mail are real.
+crossed without sleeping; ages and durations are measured against it. The workers' heartbeats,
+queue depths and mail are real.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from django.contrib.auth.models import Group, User
 
 from dashboard.alerts import rules
 from dashboard.alerts.runner import CheckRunner, CycleReport, MailRunner
-from dashboard.alerts.worker_probe import WorkerProbe
+from dashboard.alerts.worker_probe import HeartbeatProbe
 from dashboard.models import AlertIncident, TaskRun
 from dashboard.services import task_run_retry
 from tests.alert_cycles import Alerts
@@ -54,7 +54,7 @@ def runner(redis_client, clock: Clock) -> Alerts:
     # deletes the bindings between tests, so say it again.
     redis_client.sadd("_kombu.binding.isolated", f"isolated{PRIORITY_SEP}{PRIORITY_SEP}isolated")
     check = CheckRunner(
-        client=redis_client, probe=WorkerProbe(timeout=1.0), thresholds=THRESHOLDS, clock=clock
+        client=redis_client, probe=HeartbeatProbe(clock), thresholds=THRESHOLDS, clock=clock
     )
     return Alerts(check, MailRunner(thresholds=THRESHOLDS, clock=clock))
 
@@ -167,9 +167,10 @@ def test_a_killed_worker_loses_its_task_which_can_be_retried(
     )
     clock = Clock()
     check = runner(redis_client, clock)
-    check.run_once()  # the worker answers
+    check.run_once()  # the worker beats
     doomed.stop(signal.SIGKILL)
-    check.run_once()  # silent since now... well, since its last answer
+    drain(redis_client)  # its last heartbeats: silent since the last one
+    check.run_once()
     assert TaskRun.objects.get(task_id=hung.id).state == "STARTED"
     clock.advance(21)
     report = check.run_once()

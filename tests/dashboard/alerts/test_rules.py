@@ -134,7 +134,7 @@ def test_worker_lost_needs_silence_and_unfinished_tasks():
     assert not rules.evaluate_worker("w1@h", 600.0, running=0, lost=0, limit=60).firing
     assert rules.evaluate_worker("w1@h", 600.0, running=0, lost=3, limit=60).firing
     answering = rules.evaluate_worker("w1@h", None, running=2, lost=1, limit=60)
-    assert answering.state == "ok" and answering.words == "answering"
+    assert answering.state == "ok" and answering.words == "heartbeats coming"
     assert not rules.evaluate_worker("w1@h", 600.0, running=2, lost=0, limit=0).firing
 
 

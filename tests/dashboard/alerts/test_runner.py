@@ -15,12 +15,14 @@ from django.contrib.auth.models import Group, User
 from dashboard import redis_keys
 from dashboard.alerts import rules
 from dashboard.alerts.runner import CheckRunner, CycleReport, MailRunner
-from dashboard.alerts.worker_probe import WorkersSeen
+from dashboard.alerts.worker_probe import HeartbeatProbe, WorkersSeen
+from dashboard.ingest.heartbeats import write_heartbeats
 from dashboard.ingest.stream import GROUP
 from dashboard.ingest.writer import write_events
-from dashboard.models import AlertIncident, TaskRun
+from dashboard.models import AlertIncident, TaskRun, Worker
 from dashboard.selectors.alerts import alert_snapshot
 from dashboard.services import task_run_retry
+from tasktrail.heartbeat import Heartbeat
 from tests.alert_cycles import Alerts
 from tests.catalog import register_demo_tasks
 from tests.conftest import event, new_task_id
@@ -260,16 +262,29 @@ def test_a_task_over_its_limit_opens_an_incident_until_it_finishes(make_runner):
     assert [kind for *_, kind in outbox.sent] == ["opened", "resolved"]
 
 
+def heartbeat(host: str, clock: Clock, pid: int = 7, **changes) -> None:
+    """A heartbeat of ``host`` received by the monitor now (the test's clock)."""
+    beat = Heartbeat(hostname=host, ts=clock.now, pid=pid, started_at=T0 - 600, **changes)
+    write_heartbeats([beat], now=dt.datetime.fromtimestamp(clock.now, tz=dt.UTC))
+
+
+def worker_status(host: str) -> str:
+    return Worker.objects.get(hostname=host).status
+
+
 def test_a_worker_gone_while_running_tasks_marks_them_lost_and_they_can_be_retried(make_runner):
     runner, clock, outbox = make_runner(probe=Probe({"w1@h": ("default",)}))
     task_id = new_task_id()
+    heartbeat("w9@h", clock)
     started(task_id, "workers.tasks.send_invoice", "w9@h", clock.now - 5, args="[1234]",
             kwargs="{}")  # fmt: skip
-    runner.run_once()  # w9 never answered: its silence starts now
+    clock.advance(59)
+    assert runner.run_once().marked_lost == 0  # silent, not yet for worker_lost_seconds
     assert TaskRun.objects.get(task_id=task_id).state == "STARTED"
-    clock.advance(61)
+    assert worker_status("w9@h") == "online"
+    clock.advance(2)
     report = runner.run_once()
-    assert report.marked_lost == 1
+    assert report.marked_lost == 1 and worker_status("w9@h") == "gone"
     assert TaskRun.objects.get(task_id=task_id).state == "LOST"
     assert outbox.sent == [(rules.WORKER_LOST, "w9@h", "opened")]
 
@@ -286,13 +301,74 @@ def test_a_worker_gone_while_running_tasks_marks_them_lost_and_they_can_be_retri
 def test_a_late_event_from_a_lost_task_wins(make_runner):
     runner, clock, _ = make_runner(probe=Probe({}))
     task_id = new_task_id()
+    heartbeat("w9@h", clock)
     started(task_id, "shop.sync", "w9@h", clock.now - 5)
-    runner.run_once()
     clock.advance(61)
     runner.run_once()
     assert TaskRun.objects.get(task_id=task_id).state == "LOST"
     write_events([event("succeeded", task_id, clock.now, retries=0, runtime=66.0)])
     assert TaskRun.objects.get(task_id=task_id).state == "SUCCESS"
+
+
+def test_a_worker_beating_while_it_runs_a_long_task_is_never_gone(make_runner):
+    runner, clock, outbox = make_runner(probe=Probe({}))
+    task_id = new_task_id()
+    started(task_id, "shop.sync", "w9@h", clock.now)
+    for _ in range(40):  # 200 s of heartbeats every 5 s, a check after each
+        heartbeat("w9@h", clock, running=(task_id,), running_count=1)
+        clock.advance(5)
+        assert runner.run_once().marked_lost == 0
+    assert TaskRun.objects.get(task_id=task_id).state == "STARTED"
+    assert worker_status("w9@h") == "online" and outbox.sent == []
+
+
+def test_a_goodbye_is_offline_never_gone_and_opens_nothing(make_runner):
+    runner, clock, outbox = make_runner(probe=Probe({}))
+    task_id = new_task_id()
+    heartbeat("w9@h", clock)
+    started(task_id, "shop.sync", "w9@h", clock.now)
+    heartbeat("w9@h", clock, goodbye=True)
+    clock.advance(600)
+    assert runner.run_once().marked_lost == 0
+    assert worker_status("w9@h") == "offline" and outbox.sent == []
+
+
+def test_a_gone_worker_beating_again_is_back_and_its_incident_resolves(make_runner):
+    runner, clock, outbox = make_runner(probe=Probe({}))
+    heartbeat("w9@h", clock)
+    started(new_task_id(), "shop.sync", "w9@h", clock.now)
+    clock.advance(61)
+    runner.run_once()
+    assert worker_status("w9@h") == "gone"
+    heartbeat("w9@h", clock)  # it was cut off from Redis, not dead
+    clock.advance(5)
+    runner.run_once()
+    assert worker_status("w9@h") == "online"
+    assert [kind for *_, kind in outbox.sent] == ["opened", "resolved"]
+
+
+def test_a_monitor_behind_the_stream_does_not_take_its_backlog_for_silence(
+    make_runner, redis_client
+):
+    runner, clock, outbox = make_runner(probe=Probe({}))
+    heartbeat("w9@h", clock)
+    started(new_task_id(), "shop.sync", "w9@h", clock.now)
+    # the next heartbeats wait in the stream, unwritten: the monitor was down for a while
+    redis_client.xadd(settings.TASKTRAIL_STREAM, {"h": b"x"}, id=f"{int(clock.now * 1000) + 1}-0")
+    clock.advance(300)
+    assert runner.run_once().marked_lost == 0
+    assert worker_status("w9@h") == "online"
+    assert outbox.sent == [(rules.MONITOR_LAG, "monitor", "opened")]  # the lag is the incident
+
+
+def test_queue_consumers_come_from_the_live_workers_heartbeats(redis_client):
+    clock = Clock()
+    heartbeat("w1@h", clock, queues=("default", "mail"))
+    heartbeat("w2@h", clock, queues=("mail",))
+    heartbeat("w3@h", clock, queues=("mail",), goodbye=True)
+    seen = HeartbeatProbe(clock)()
+    assert seen is not None
+    assert (seen.consumers("default"), seen.consumers("mail"), seen.consumers("x")) == (1, 2, 0)
 
 
 def test_the_monitor_behind_the_stream(make_runner, redis_client):

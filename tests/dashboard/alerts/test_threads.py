@@ -15,7 +15,7 @@ from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 
 from dashboard import redis_keys
 from dashboard.alerts.threads import AlertThreads, Repeating, start_alerts
-from dashboard.alerts.worker_probe import BackgroundProbe, WorkersSeen
+from dashboard.alerts.worker_probe import WorkersSeen
 from dashboard.models import AlertIncident
 from tests.smtp import HangingSmtpServer
 from workers.broker import PRIORITY_SEP
@@ -86,7 +86,6 @@ def test_stopping_waits_at_most_its_timeout_for_a_cycle_in_hand():
         release.wait(DEADLINE)
 
     alerts = AlertThreads(
-        probe=BackgroundProbe(lambda: None, every=60).start(),
         checks=Repeating("checks", lambda: None, every=60).start(),
         mail=Repeating("mail", hung, every=60).start(),
     )

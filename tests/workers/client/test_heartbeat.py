@@ -334,3 +334,15 @@ def test_a_beat_that_cannot_be_written_is_logged_masked_never_raised(tasktrail_l
     warnings = tasktrail_log.warnings()
     assert any("cannot write" in w for w in warnings)
     assert not any("s3cret" in w for w in warnings)
+
+
+def test_with_an_event_key_the_heartbeat_is_signed(redis_client):
+    from tasktrail.signing import parse_keys, verify
+
+    keys = parse_keys("k1:" + "s" * 32)
+    signing = SimpleNamespace(**vars(target()), event_keys=keys)
+    beater = Heartbeater(consumer(), SimpleNamespace(main="shop"), "w@h", signing)
+    assert beater.send()
+    [(_, fields)] = redis_client.xrange(settings.TASKTRAIL_STREAM)
+    assert verify(fields, keys, settings.TASKTRAIL_STREAM) is None
+    assert decode_heartbeat(fields).hostname == "w@h"

@@ -19,9 +19,10 @@ for prefork, solo, threads and gevent alike, while the ``task_success`` and ``ta
 signals fire in the pool child under prefork). ``task_received`` (main process) hands each request
 over; its callbacks are wrapped on that instance only, once.
 
-Sending never raises into the worker: a failure is logged (URLs masked) and the next beat tries
-again; the goodbye is tried a few times with short timeouts. The stream's length cap is kept as
-``tasktrail.stream_writer`` keeps it (XADD pipelined with XTRIM MAXLEN ~ cap).
+Signed like event entries when ``TASKTRAIL_EVENT_KEY`` is set. Sending never raises into the
+worker: a failure is logged (URLs masked) and the next beat tries again; the goodbye is tried a
+few times with short timeouts. The stream's length cap is kept as ``tasktrail.stream_writer``
+keeps it (XADD pipelined with XTRIM MAXLEN ~ cap).
 
 The monitor decodes with ``decode_heartbeat``, which treats the entry as untrusted input. Imports
 no Django.
@@ -45,6 +46,7 @@ import msgpack
 from celery import Celery, signals
 
 from tasktrail.config import ConfigError, _whole_number, masked, scrubbed
+from tasktrail.signing import signed
 
 logger = logging.getLogger("tasktrail.heartbeat")
 
@@ -487,7 +489,9 @@ class Heartbeater:
             if self._said_goodbye:
                 return True  # nothing after a goodbye: it would bring the worker back online
             try:
-                self._write(encode_heartbeat(self.beat(goodbye)))
+                keys = getattr(self.target, "event_keys", ())  # TASKTRAIL_EVENT_KEY: signed
+                fields = signed(encode_heartbeat(self.beat(goodbye)), keys, self.target.stream)
+                self._write(fields)
             except Exception as exc:  # redis errors, and anything else: never raise into Celery
                 self.failures += 1
                 self._client = None
@@ -506,7 +510,7 @@ class Heartbeater:
             self._said_goodbye = goodbye
             return True
 
-    def _write(self, fields: dict[bytes, bytes]) -> None:
+    def _write(self, fields: Mapping[Any, Any]) -> None:
         import redis
 
         if self._client is None:
