@@ -422,6 +422,14 @@ class RegisteredTask(models.Model):
     retryable = models.BooleanField(
         default=True, help_text="False when the task sets tasktrail_retryable = False."
     )
+    declared_retryable = models.BooleanField(
+        default=False, help_text="True when the task sets tasktrail_retryable = True itself."
+    )
+    arg_names = models.TextField(
+        null=True,
+        blank=True,
+        help_text="Comma-separated names of the positional parameters, from the task's code.",
+    )
     max_retries = models.IntegerField(null=True, blank=True, help_text="Empty: no limit.")
     time_limit = models.FloatField(null=True, blank=True)
     soft_time_limit = models.FloatField(null=True, blank=True)
