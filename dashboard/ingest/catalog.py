@@ -21,8 +21,8 @@ from dashboard.models import RegisteredTask
 from tasktrail.catalog import Report
 
 _UPDATED = (
-    "app_name", "queue", "retryable", "max_retries", "time_limit", "soft_time_limit",
-    "last_reported_at",
+    "app_name", "queue", "retryable", "declared_retryable", "arg_names", "max_retries",
+    "time_limit", "soft_time_limit", "last_reported_at",
 )  # fmt: skip
 _BATCH = 500
 
@@ -51,6 +51,8 @@ def write_catalog(report: Report, now: dt.datetime | None = None) -> CatalogWrit
                 app_name=report.app,
                 queue=task.queue,
                 retryable=task.retryable,
+                declared_retryable=task.declared_retryable,
+                arg_names=None if task.arg_names is None else ",".join(task.arg_names),
                 max_retries=task.max_retries,
                 time_limit=task.time_limit,
                 soft_time_limit=task.soft_time_limit,

@@ -22,7 +22,7 @@ from dashboard.models import RegisteredTask
 _CHUNK: Final = 500
 _COLUMNS: Final = (
     "name", "hostname", "queue", "retryable", "max_retries", "time_limit", "soft_time_limit",
-    "last_reported_at",
+    "last_reported_at", "declared_retryable", "arg_names",
 )  # fmt: skip
 MAX_HOSTNAMES: Final = 10  # hosts listed per task; the count says how many there are
 
@@ -40,6 +40,8 @@ class KnownTask:
     last_reported_at: dt.datetime
     hostnames: tuple[str, ...]  # recent workers that have it, newest report first (capped)
     host_count: int
+    declared_retryable: bool = False  # sets tasktrail_retryable = True itself
+    arg_names: tuple[str, ...] | None = None  # positional parameters, from its code; None: unknown
 
 
 class TaskCatalog:
@@ -97,7 +99,8 @@ class TaskCatalog:
 
 
 def _known_task(rows: list[tuple]) -> KnownTask:
-    name, _, queue, retryable, max_retries, time_limit, soft_limit, reported_at = rows[0]
+    name, _, queue, retryable, max_retries, time_limit, soft_limit, reported_at = rows[0][:8]
+    declared, arg_names = rows[0][8:10]
     return KnownTask(
         name=name,
         queue=queue,
@@ -108,6 +111,8 @@ def _known_task(rows: list[tuple]) -> KnownTask:
         last_reported_at=reported_at,
         hostnames=tuple(row[1] for row in rows[:MAX_HOSTNAMES]),
         host_count=len(rows),
+        declared_retryable=bool(declared),
+        arg_names=None if arg_names is None else tuple(arg_names.split(",") if arg_names else ()),
     )
 
 

@@ -143,3 +143,32 @@ def test_reported_at_is_the_reports_time():
     assert all(
         abs((r.last_reported_at - expected).total_seconds()) < 0.001 for r in rows().values()
     )
+
+
+def test_the_explicit_opt_in_and_parameter_names_reach_the_rows_and_the_catalog(redis_client):
+    from dashboard.selectors.catalog import TaskCatalog
+
+    tasks = (
+        TaskInfo(
+            "shop.refund", "billing", declared_retryable=True, arg_names=("order_id", "cents")
+        ),
+        TaskInfo("shop.sync", arg_names=()),
+        TaskInfo("shop.legacy"),  # an older client: neither field
+    )
+    redis_client.xadd(settings.TASKTRAIL_STREAM, encode_catalog(report(tasks=tasks)))
+    assert make_monitor(redis_client).run(drain=True).catalogs == 1
+    stored = rows()
+    assert (stored["shop.refund"].declared_retryable, stored["shop.refund"].arg_names) == (
+        True,
+        "order_id,cents",
+    )
+    assert (stored["shop.sync"].declared_retryable, stored["shop.sync"].arg_names) == (False, "")
+    assert (stored["shop.legacy"].declared_retryable, stored["shop.legacy"].arg_names) == (
+        False,
+        None,
+    )
+    catalog = TaskCatalog()
+    assert catalog.get("shop.refund").declared_retryable is True
+    assert catalog.get("shop.refund").arg_names == ("order_id", "cents")
+    assert catalog.get("shop.sync").arg_names == ()
+    assert catalog.get("shop.legacy").arg_names is None

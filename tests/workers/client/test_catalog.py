@@ -103,6 +103,60 @@ def test_opt_out_max_retries_and_time_limits_are_reported():
     assert "celery.chord_unlock" in tasks  # Celery's own tasks are registered tasks too
 
 
+def test_an_explicit_opt_in_and_the_parameter_names_are_reported():
+    app = shop_app()
+
+    @app.task(shared=False, name="shop.declared", tasktrail_retryable=True)
+    def declared(order_id, email="x"): ...
+
+    @app.task(shared=False, name="shop.silent", bind=True)
+    def silent(self, payment_id, card_token): ...
+
+    @app.task(shared=False, name="shop.opted_out", tasktrail_retryable=False)
+    def opted_out(*args, **kwargs): ...
+
+    @app.task(shared=False, name="shop.truthy", tasktrail_retryable=1)
+    def truthy(): ...
+
+    tasks = by_name(app)
+    assert (tasks["shop.declared"].retryable, tasks["shop.declared"].declared_retryable) == (
+        True,
+        True,
+    )
+    assert tasks["shop.declared"].arg_names == ("order_id", "email")
+    # absent is retryable in the default mode, but not declared; only True itself declares
+    assert (tasks["shop.silent"].retryable, tasks["shop.silent"].declared_retryable) == (
+        True,
+        False,
+    )
+    assert tasks["shop.silent"].arg_names == ("payment_id", "card_token")  # bound: no self
+    assert (tasks["shop.opted_out"].retryable, tasks["shop.opted_out"].declared_retryable) == (
+        False,
+        False,
+    )
+    assert tasks["shop.opted_out"].arg_names == ()
+    assert tasks["shop.truthy"].declared_retryable is False
+    decoded = decode_catalog(
+        encode_catalog(Report("w@h", "shop", time.time(), tuple(tasks.values())))
+    )
+    assert {t.name: t for t in decoded.report.tasks} == tasks
+
+
+def test_parameter_names_are_left_out_past_the_budget(monkeypatch):
+    monkeypatch.setattr(catalog, "ARG_NAMES_BUDGET", 30)
+    app = shop_app()
+
+    @app.task(shared=False, name="shop.a1")
+    def a1(first_parameter, second_parameter): ...
+
+    @app.task(shared=False, name="shop.a2")
+    def a2(third_parameter): ...
+
+    tasks = by_name(app)
+    known = [tasks[n].arg_names for n in ("shop.a1", "shop.a2")]
+    assert known.count(None) >= 1  # the budget ran out; the tasks are reported all the same
+
+
 def test_a_catalog_is_capped_in_tasks_and_name_length():
     app = shop_app()
 
@@ -202,14 +256,21 @@ def test_invalid_tasks_are_left_out_and_named_the_rest_kept():
         {"name": "shop.deep", "queue": nested(50)},
         nested(200),
         {"name": "shop.ok", "queue": "later", "retryable": True},  # listed twice: the last counts
+        {"name": "shop.d", "declared_retryable": "yes"},
+        {"name": "shop.n", "arg_names": "a,b"},
+        {"name": "shop.n2", "arg_names": ["a", "b,c"]},
+        {"name": "shop.n3", "arg_names": ["x"] * (catalog.MAX_ARG_NAMES + 1)},
+        {"name": "shop.both", "retryable": False, "declared_retryable": True, "arg_names": ["a"]},
     ]
     decoded = decode_catalog(packed(valid_body(tasks=tasks, hostname="w\x00@h")))
     report = decoded.report
     assert {t.name: t for t in report.tasks} == {
         "shop.ok": TaskInfo("shop.ok", "later", True),
         "shop.ok2": TaskInfo("shop.ok2", time_limit=5.0),
+        # opting out wins over a declared opt-in
+        "shop.both": TaskInfo("shop.both", retryable=False, arg_names=("a",)),
     }
-    assert len(decoded.invalid) == 10 and report.truncated == 10
+    assert len(decoded.invalid) == 14 and report.truncated == 14
     assert report.hostname == "w\ufffd@h"  # NUL replaced in text that only labels
 
 
@@ -226,7 +287,7 @@ def test_reporter_writes_the_catalog_to_the_stream(redis_client):
     assert len(entries) == 2
     report = decode_catalog(entries[-1][1]).report
     assert report.hostname == "celery@pod-1" and report.app == "shop"
-    assert TaskInfo("shop.a", "a", max_retries=3) in report.tasks  # Celery's default
+    assert TaskInfo("shop.a", "a", max_retries=3, arg_names=()) in report.tasks  # Celery's max
 
 
 def test_a_report_that_cannot_be_written_is_logged_never_raised(tasktrail_log):

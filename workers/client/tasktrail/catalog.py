@@ -1,5 +1,6 @@
 """The task catalog: which task names a worker has registered, and what an operator's action on
-them needs to know (queue, opt-out from retries, max_retries, time limits).
+them needs to know (queue, opt-out from retries or explicit opt-in, max_retries, time limits, the
+names of its positional parameters).
 
 Each worker's main process reports its catalog when it is ready (``worker_ready``) and again every
 ten minutes (``TASKTRAIL_CATALOG_INTERVAL`` seconds, if set) from a daemon thread, so a worker that
@@ -9,7 +10,9 @@ raises into the worker: a failure is logged and the next report tries again.
 
 Bounds: at most ``MAX_TASKS`` tasks per report (the rest are left out and counted in
 ``truncated``); names, queues, the app name and the hostname at most ``MAX_TEXT`` characters
-(longer task names are left out, as they could not match a recorded name; other text is cut).
+(longer task names are left out, as they could not match a recorded name; other text is cut); at
+most ``MAX_ARG_NAMES`` parameter names per task, each a Python identifier (none listed when the
+task has more, or when its signature cannot be read).
 
 The monitor decodes with ``decode_catalog``, which treats the entry as untrusted input. Imports no
 Django.
@@ -17,6 +20,7 @@ Django.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -43,6 +47,10 @@ MAX_ENTRY_BYTES: Final = 4 * 1024 * 1024
 REPORT_INTERVAL: Final = 600.0  # seconds; each report waits 90-110 % of it, so workers spread out
 ENV_INTERVAL: Final = "TASKTRAIL_CATALOG_INTERVAL"
 RETRYABLE_ATTRIBUTE: Final = "tasktrail_retryable"
+MAX_ARG_NAMES: Final = 64
+# Parameter names of all tasks together, in characters: past it the rest are not listed, so a
+# report stays within MAX_ENTRY_BYTES however long the shop's parameter names are.
+ARG_NAMES_BUDGET: Final = 512 * 1024
 _MAX_INT: Final = 2**31
 _MAX_SECONDS: Final = 10.0**9  # a time limit beyond ~31 years is not one
 _MIN_TS: Final = 946_684_800.0  # 2000-01-01
@@ -70,12 +78,20 @@ class TaskInfo:
     max_retries: int | None = None  # None: no limit
     time_limit: float | None = None
     soft_time_limit: float | None = None
+    # The task sets tasktrail_retryable = True itself (not merely leaves it out): what a
+    # dashboard in TASKTRAIL_RETRY=declared mode asks for. False from clients that predate it.
+    declared_retryable: bool = False
+    # Its positional parameters, as its code names them (None: not known): the dashboard labels
+    # and masks a retry's arguments by these, never by names an event claims.
+    arg_names: tuple[str, ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "queue": self.queue,
             "retryable": self.retryable,
+            "declared_retryable": self.declared_retryable,
+            "arg_names": None if self.arg_names is None else list(self.arg_names),
             "max_retries": self.max_retries,
             "time_limit": self.time_limit,
             "soft_time_limit": self.soft_time_limit,
@@ -100,14 +116,21 @@ def describe(app: Celery, limit: int = MAX_TASKS) -> tuple[list[TaskInfo], int]:
     left_out = len(names) - len(usable) + max(0, len(usable) - limit)
     default_queue = _text(app.conf.task_default_queue)
     infos: list[TaskInfo] = []
+    budget = ARG_NAMES_BUDGET
     for name in usable[:limit]:
         try:
             task = app.tasks[name]
+            arg_names = _arg_names(task)
+            if arg_names is not None:
+                budget -= sum(len(n) + 4 for n in arg_names)  # msgpack adds a few bytes each
+                arg_names = arg_names if budget >= 0 else None
             infos.append(
                 TaskInfo(
                     name=name,
                     queue=_queue_of(app, task, name) or default_queue,
                     retryable=getattr(task, RETRYABLE_ATTRIBUTE, True) is not False,
+                    declared_retryable=getattr(task, RETRYABLE_ATTRIBUTE, None) is True,
+                    arg_names=arg_names,
                     max_retries=_int(getattr(task, "max_retries", None)),
                     time_limit=_seconds(_first(task, "time_limit", app.conf.task_time_limit)),
                     soft_time_limit=_seconds(
@@ -133,6 +156,21 @@ def _queue_of(app: Celery, task: Any, name: str) -> str | None:
         return None
     queue = options.get("queue") if isinstance(options, Mapping) else None
     return _text(getattr(queue, "name", queue)) if queue else None
+
+
+def _arg_names(task: Any) -> tuple[str, ...] | None:
+    """The task's positional parameter names; None when unreadable or too many to list."""
+    run = getattr(task, "run", None)
+    if run is None:
+        return None
+    try:
+        params = inspect.signature(run).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    # ``task.run`` of a bind=True task is a bound method, so ``self`` is already left out.
+    names = tuple(p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    fits = len(names) <= MAX_ARG_NAMES and all(len(n) <= MAX_TEXT for n in names)
+    return names if fits else None
 
 
 def _first(task: Any, attribute: str, default: Any) -> Any:
@@ -269,6 +307,12 @@ def _task_info(item: object) -> TaskInfo | str:
     retryable = item.get("retryable", True)
     if not isinstance(retryable, bool):
         return f"catalog task {name!r}: retryable is not a boolean"
+    declared = item.get("declared_retryable", False)
+    if not isinstance(declared, bool):
+        return f"catalog task {name!r}: declared_retryable is not a boolean"
+    arg_names = item.get("arg_names")
+    if arg_names is not None and not _are_arg_names(arg_names):
+        return f"catalog task {name!r}: arg_names is not a list of up to {MAX_ARG_NAMES} names"
     max_retries = item.get("max_retries")
     if max_retries is not None and _int(max_retries) is None:
         return f"catalog task {name!r}: max_retries is not an integer"
@@ -285,6 +329,17 @@ def _task_info(item: object) -> TaskInfo | str:
         max_retries=max_retries,
         time_limit=limits["time_limit"],
         soft_time_limit=limits["soft_time_limit"],
+        # opting out wins: a task both "not retryable" and "declared retryable" is not retried
+        declared_retryable=declared and retryable,
+        arg_names=None if arg_names is None else tuple(arg_names),
+    )
+
+
+def _are_arg_names(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) <= MAX_ARG_NAMES
+        and all(isinstance(n, str) and n.isidentifier() and len(n) <= MAX_TEXT for n in value)
     )
 
 
