@@ -1,0 +1,163 @@
+"""Pause, resume and purge through the service and the views: permissions, state checks, audit rows,
+the durable pause (row and Redis set together), a broker or Redis that cannot be reached, and the
+Queues page's display. Real Redis and database; the broadcast goes to the test's broker, where no
+worker listens (the integration tests have real workers)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+from django.urls import reverse
+
+from dashboard.models import OperatorAction, QueuePause
+from dashboard.services import ActionInputError
+from dashboard.services_queues import queue_pause, queue_purge, queue_resume
+from tasktrail import queue_pauses
+
+pytestmark = pytest.mark.django_db
+
+QUEUE = "isolated"  # cleaned by the redis_client fixture
+
+
+def person(role: str) -> User:
+    user = User.objects.create_user(f"{role}-{uuid.uuid4().hex[:8]}")
+    user.groups.add(Group.objects.get(name=role))
+    return User.objects.get(pk=user.pk)
+
+
+def shared_set(redis_client) -> dict[str, queue_pauses.Pause]:
+    from django.conf import settings
+
+    return queue_pauses.paused(redis_client, settings.TASKTRAIL_STREAM)
+
+
+def test_a_viewer_may_not_pause_and_the_refusal_is_audited(redis_client):
+    result = queue_pause(user=person("viewer"), queue=QUEUE, reason="x")
+    assert not result.permitted
+    assert (result.action.outcome, result.action.scope) == ("refused", f"queue {QUEUE}")
+    assert not QueuePause.objects.exists() and shared_set(redis_client) == {}
+
+
+def test_pause_is_durable_then_refused_twice_and_resume_ends_it(redis_client):
+    operator = person("operator")
+    paused = queue_pause(user=operator, queue=QUEUE, reason="provider down")
+    assert paused.action.outcome in ("done", "partial")
+    row = QueuePause.objects.get(queue=QUEUE)
+    assert (row.paused_by, row.reason, row.action_id) == (
+        operator.username,
+        "provider down",
+        paused.action.pk,
+    )
+    entry = shared_set(redis_client)[QUEUE]
+    assert (entry.by, entry.reason) == (operator.username, "provider down")
+
+    again = queue_pause(user=person("admin"), queue=QUEUE, reason="also")
+    assert again.action.outcome == "refused"
+    assert f"already paused, by {operator.username}" in again.message
+
+    resumed = queue_resume(user=operator, queue=QUEUE, reason="provider back")
+    assert resumed.action.outcome in ("done", "partial")
+    assert not QueuePause.objects.exists() and shared_set(redis_client) == {}
+    assert queue_resume(user=operator, queue=QUEUE, reason="x").action.outcome == "refused"
+
+
+@pytest.mark.parametrize("name", ["", " padded", "x" * 256, "line\nbreak", "nul\x00"], ids=repr)
+def test_an_unusable_queue_name_is_an_input_error(redis_client, name):
+    with pytest.raises(ActionInputError):
+        queue_pause(user=person("operator"), queue=name, reason="x")
+    assert not QueuePause.objects.exists()
+
+
+def test_a_reason_is_required(redis_client):
+    with pytest.raises(ActionInputError):
+        queue_pause(user=person("operator"), queue=QUEUE, reason="  ")
+
+
+def test_a_broker_away_keeps_the_pause_and_says_the_workers_were_not_told(redis_client, settings):
+    settings.TASKTRAIL_BROKER_URL = "redis://:hunter2@127.0.0.1:1/0"
+    settings.TASKTRAIL_BROKER_TRANSPORT_OPTIONS = {}
+    result = queue_pause(user=person("operator"), queue=QUEUE, reason="provider down")
+    assert result.action.outcome == "partial"
+    assert "the broadcast did not reach the workers" in result.message
+    assert "hunter2" not in result.message
+    assert QueuePause.objects.filter(queue=QUEUE).exists()
+    assert QUEUE in shared_set(redis_client)
+
+
+def test_redis_away_pauses_nothing(redis_client, settings):
+    settings.REDIS_URL = "redis://:hunter2@127.0.0.1:1/0"
+    result = queue_pause(user=person("operator"), queue=QUEUE, reason="provider down")
+    assert result.action.outcome == "failed"
+    assert result.message.startswith("Not paused: the paused set in Redis could not be written")
+    assert "hunter2" not in result.message
+    assert not QueuePause.objects.exists()
+
+
+def test_purge_refusals_touch_nothing(redis_client):
+    redis_client.lpush(QUEUE, "m1", "m2")
+    refused = queue_purge(user=person("operator"), queue=QUEUE, confirm_name=QUEUE, reason="x")
+    assert not refused.permitted
+    wrong = queue_purge(user=person("admin"), queue=QUEUE, confirm_name="isolate", reason="x")
+    assert wrong.action.outcome == "refused"
+    assert redis_client.llen(QUEUE) == 2
+    assert list(OperatorAction.objects.values_list("kind", "outcome")) == [
+        ("purge_queue", "refused"),
+        ("purge_queue", "refused"),
+    ]
+
+
+# -- views -----------------------------------------------------------------------------------------
+
+
+def client_for(role: str) -> tuple[Client, User]:
+    client, user = Client(), person(role)
+    client.force_login(user)
+    return client, user
+
+
+def test_the_queues_page_shows_a_paused_queue_the_monitor_has_not_measured(redis_client):
+    client, operator = client_for("operator")
+    queue_pause(user=operator, queue="payments", reason="provider <b>down</b>")
+    page = client.get(reverse("queues")).content.decode()
+    assert "Paused, not measured" in page
+    assert f"by {operator.username}, because provider &lt;b&gt;down&lt;/b&gt;" in page
+    assert "action=resume&amp;queue=payments" in page
+    assert "action=purge" not in page  # admins only
+
+
+def test_confirm_then_post_pauses_and_a_viewer_gets_403(redis_client):
+    client, _ = client_for("operator")
+    confirm = client.get(reverse("queue-confirm"), {"action": "pause", "queue": QUEUE})
+    assert confirm.status_code == 200
+    assert b'name="reason"' in confirm.content
+    done = client.post(
+        reverse("queue-action"), {"action": "pause", "queue": QUEUE, "reason": "provider down"}
+    )
+    assert done.status_code == 302 and done["Location"] == reverse("queues")
+    assert QueuePause.objects.filter(queue=QUEUE).exists()
+
+    viewer, _ = client_for("viewer")
+    page = viewer.get(reverse("queue-confirm"), {"action": "resume", "queue": QUEUE})
+    assert b"Your role does not allow this action." in page.content
+    refused = viewer.post(
+        reverse("queue-action"), {"action": "resume", "queue": QUEUE, "reason": "x"}
+    )
+    assert refused.status_code == 403
+    assert QueuePause.objects.filter(queue=QUEUE).exists()
+
+
+def test_purge_form_asks_for_the_name_and_bad_input_is_400(redis_client):
+    admin, _ = client_for("admin")
+    page = admin.get(reverse("queue-confirm"), {"action": "purge", "queue": QUEUE})
+    assert b'name="confirm_name"' in page.content
+    assert b"has not measured this queue" in page.content
+    for data in (
+        {"action": "explode", "queue": QUEUE, "reason": "x"},
+        {"action": "pause", "queue": "a\x00b", "reason": "x"},
+        {"action": "pause", "queue": QUEUE, "reason": "x\x00"},
+    ):
+        assert admin.post(reverse("queue-action"), data).status_code == 400
+    assert not QueuePause.objects.exists()
