@@ -187,6 +187,7 @@ class Command(BaseCommand):
         if not ready:
             lines.append(f"  broker: {masked(settings.REDIS_URL)}")
             lines.append(f"  database: {settings.DATABASES['default']['NAME']}")
+        lines.append(f"  try: pause the queue inventory on {url}queues/ as operator, then resume")
         lines.append("  Ctrl-C stops everything.")
         for line in ["=" * 60, *lines, "=" * 60]:
             self.say(line)
