@@ -20,6 +20,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from dashboard import paths
+from tasktrail.signing import SigningConfigError, parse_keys
 from tasktrail.task_inputs import DEFAULT_SECRET_KEYS
 from tracing.links import parse_viewer
 from workers.embedded_redis import redis_url
@@ -260,6 +261,12 @@ TASKTRAIL_STREAM = os.environ.get("TASKTRAIL_STREAM", "tasktrail:events")
 # The stream's length cap, which the task processes enforce (the client reads the same variable and
 # tells the monitor its value); used here until they have. The monitor warns at half of it.
 TASKTRAIL_STREAM_MAX_ENTRIES = int(os.environ.get("TASKTRAIL_STREAM_MAX_ENTRIES", "1000000"))
+# Signed entries (tasktrail.signing): "id:secret" pairs, comma-separated, as on the workers. Set:
+# the monitor dead-letters entries unsigned or signed with no key of these. Unset: not checked.
+try:
+    TASKTRAIL_EVENT_KEYS = parse_keys(os.environ.get("TASKTRAIL_EVENT_KEY", ""))
+except SigningConfigError as exc:  # the message names the key id, never its secret
+    raise ImproperlyConfigured(str(exc)) from None
 # Where the recorder writes events: the stream's Redis (REDIS_URL above).
 TASKTRAIL_RECORDER_URL = REDIS_URL
 # The shop's broker, where retry, cancel and terminate go (REDIS_URL when set, else the stream's

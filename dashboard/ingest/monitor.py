@@ -9,6 +9,11 @@
 - A worker's task catalog (its own kind of entry, ``tasktrail.catalog``) is validated like events
   and replaces that worker's ``RegisteredTask`` rows; a bad one is dead-lettered and counted.
 - ``stop()`` (SIGTERM, Ctrl-C) lets the batch in hand finish, then the loop returns.
+- Work per entry is bounded (``tasktrail.events.decode_entry``): at most 4,000 events are read,
+  and an entry's many bad items are a few dead letters and log lines, the rest counted in one.
+- With ``TASKTRAIL_EVENT_KEY`` set, an entry that is unsigned or wrongly signed
+  (``tasktrail.signing``) is dead-lettered whole before anything in it is read, counted in
+  ``unsigned``; at most ``SIGNATURE_LOG_LINES`` such log lines a minute, then one summing up.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 
 import redis
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from dashboard import redis_keys
@@ -29,8 +36,10 @@ from dashboard.ingest.stream import Entry, StreamConsumer
 from dashboard.ingest.writer import write_events
 from tasktrail.catalog import CatalogError, Report, decode_catalog, is_catalog
 from tasktrail.events import ENTRY_FIELD, Event, Rejected, decode_entry
+from tasktrail.signing import SigningKey, verify
 
 logger = logging.getLogger("tasktrail.monitor")
+SIGNATURE_LOG_LINES = 10  # per minute; more refused entries are summed up in one line
 
 
 @dataclass
@@ -39,6 +48,7 @@ class MonitorStats:
     events: int = 0
     rejected: int = 0
     catalogs: int = 0
+    unsigned: int = 0  # entries refused for a missing or wrong signature (also in rejected)
     batches: int = 0
     db_retries: int = 0
     started_at: float = field(default_factory=time.time)
@@ -54,8 +64,12 @@ class Monitor:
         max_backoff: float = 10.0,
         heartbeat_every: float = 2.0,
         min_batch_interval: float = 0.25,
+        event_keys: tuple[SigningKey, ...] | None = None,
     ) -> None:
         self.consumer = consumer
+        # Keys entries must be signed with (none: signatures are ignored); settings by default.
+        self.event_keys = settings.TASKTRAIL_EVENT_KEYS if event_keys is None else event_keys
+        self._signature_log = (0.0, 0, 0)  # window start, lines logged, refusals not logged
         self.batch_entries = batch_entries
         self.block_ms = block_ms
         self.max_backoff = max_backoff
@@ -105,6 +119,8 @@ class Monitor:
         for entry_id, fields in entries:
             if not fields:
                 continue  # deleted while pending: already processed
+            if self.event_keys and not self._signed(entry_id, fields):
+                continue  # dead-lettered whole: nothing of it is read
             if is_catalog(fields):
                 report = self._decode_catalog(entry_id, fields)
                 if report is not None:
@@ -130,10 +146,38 @@ class Monitor:
         return True
 
     def _reject(self, entry_id: bytes, rejected: Sequence[Rejected]) -> None:
-        self.stats.rejected += len(rejected)
-        for item in rejected:
-            logger.warning("malformed event in entry %s: %s", entry_id.decode(), item.reason)
+        self.stats.rejected += sum(item.count for item in rejected)
+        for item in rejected:  # few per entry: the decoders sum up the rest
+            many = f" ({item.count} items)" if item.count != 1 else ""
+            logger.warning("malformed event in entry %s: %s%s", entry_id.decode(), item.reason,
+                           many)  # fmt: skip
         self._call_redis(lambda: self.consumer.dead_letter(entry_id, rejected))
+
+    def _signed(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bool:
+        """True when the entry is signed with one of the keys; else it is dead-lettered."""
+        try:
+            why = verify(fields, self.event_keys, self.consumer.stream)
+        except Exception as exc:  # a verifier bug must not make the entry a poison pill
+            why = f"signature not checkable: {type(exc).__name__}"
+        if why is None:
+            return True
+        self.stats.unsigned += 1
+        self.stats.rejected += 1
+        now = time.monotonic()
+        start, logged, quiet = self._signature_log
+        if now - start >= 60:
+            if quiet:
+                logger.warning("%d more entries refused for their signature in a minute", quiet)
+            start, logged, quiet = now, 0, 0
+        if logged < SIGNATURE_LOG_LINES:
+            logger.warning("entry %s refused: %s", entry_id.decode(), why)
+            logged += 1
+        else:
+            quiet += 1
+        self._signature_log = (start, logged, quiet)
+        sample = {name: value[:1024] for name, value in islice(fields.items(), 16)}
+        self._call_redis(lambda: self.consumer.dead_letter(entry_id, [Rejected(why, sample)]))
+        return False
 
     def _decode_catalog(self, entry_id: bytes, fields: dict[bytes, bytes]) -> Report | None:
         try:

@@ -18,6 +18,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import redis
@@ -25,6 +26,8 @@ import redis
 from tasktrail.events import Rejected
 
 GROUP = "tasktrail-monitor"
+DEAD_LETTER_CAP = 100_000
+RAW_BYTES = 65536  # what a dead letter keeps of the item
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 
@@ -103,20 +106,20 @@ class StreamConsumer:
         pipe.execute()
 
     def dead_letter(self, entry_id: bytes, rejected: Sequence[Rejected]) -> None:
-        """Keep what could not be processed, with the reason, for a person to look at."""
+        """Keep what could not be processed, with the reason, for a person to look at. A dead
+        letter summing up several items has their number in ``count``. The decoder keeps an
+        entry's dead letters few (``tasktrail.events.MAX_REJECTS_KEPT`` and summaries)."""
         pipe = self.client.pipeline(transaction=False)
         for item in rejected:
-            pipe.xadd(
-                self.dead_stream,
-                {
-                    "entry": entry_id,
-                    "reason": item.reason[:1000],
-                    "raw": _raw_bytes(item.raw),
-                    "at": str(time.time()),
-                },
-                maxlen=100_000,
-                approximate=True,
-            )
+            fields: dict[Any, Any] = {
+                "entry": entry_id,
+                "reason": item.reason[:1000],
+                "raw": _raw_bytes(item.raw),
+                "at": str(time.time()),
+            }
+            if item.count != 1:
+                fields["count"] = item.count
+            pipe.xadd(self.dead_stream, fields, maxlen=DEAD_LETTER_CAP, approximate=True)
         pipe.execute()
 
     def backlog(self) -> dict[str, int]:
@@ -129,13 +132,49 @@ class StreamConsumer:
 
 
 def _raw_bytes(raw: Any) -> bytes:
-    if isinstance(raw, bytes):
-        return raw[:65536]
+    if isinstance(raw, bytes | bytearray | memoryview):
+        return bytes(raw[:RAW_BYTES])
     try:
-        text = json.dumps(raw, default=repr, ensure_ascii=False)
+        text = json.dumps(_sample(raw), default=_short_repr, ensure_ascii=False)
     except Exception:
         try:
             text = repr(raw)
         except RecursionError:  # nested deeper than Python can print: keep what it is
             text = f"<{type(raw).__name__} nested too deeply to print>"
     return text.encode("utf-8", "backslashreplace")[:65536]
+
+
+def _sample(raw: Any, depth: int = 0) -> Any:
+    """What a dead letter shows of ``raw``: at most 64 items of a map or list, text and bytes cut
+    to 4 KiB, 4 levels deep. An entry's fields may hold 16 MiB: never printed whole."""
+    if isinstance(raw, bytes | bytearray):
+        return _short_repr(raw)
+    if isinstance(raw, str):
+        return raw[:4096]
+    if depth >= 4 and isinstance(raw, dict | list | tuple):
+        return f"<{type(raw).__name__} of {len(raw)} items>"
+    if isinstance(raw, dict):
+        shown = {_key(k): _sample(v, depth + 1) for k, v in islice(raw.items(), 64)}
+        if len(raw) > 64:
+            shown["…"] = f"{len(raw) - 64} more"
+        return shown
+    if isinstance(raw, list | tuple):
+        items = [_sample(v, depth + 1) for v in raw[:64]]
+        return [*items, f"… {len(raw) - 64} more"] if len(raw) > 64 else items
+    return raw
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, bytes):
+        return key[:200].decode("utf-8", "backslashreplace")
+    return key[:200] if isinstance(key, str) else _short_repr(key)
+
+
+def _short_repr(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        text = repr(bytes(value[:4096]))
+        return text + f"… ({len(value)} bytes)" if len(value) > 4096 else text
+    try:
+        return repr(value)[:4096]
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply to print>"
