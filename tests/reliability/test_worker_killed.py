@@ -1,5 +1,6 @@
-"""A worker killed with SIGKILL while running tasks: the monitor's alert checks mark those tasks
-LOST within the detection window (not STARTED for ever), and the retry action accepts them."""
+"""A worker killed with SIGKILL while running tasks: its heartbeats stop without a goodbye, the
+monitor's alert checks mark it gone and those tasks LOST within the detection window (not STARTED
+for ever), and the retry action accepts them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 import pytest
 from django.contrib.auth.models import Group, User
 
-from dashboard.models import TaskRun
+from dashboard.models import TaskRun, Worker
 from dashboard.services import task_run_retry
 from tests.reliability import tasks as rtasks
 from tests.reliability.conftest import INCLUDE, report, wait_for
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 LOST_AFTER = 3  # worker_lost_seconds for this test (default 60)
 CHECK_EVERY = 0.5  # TASKTRAIL_ALERT_CHECK_SECONDS (default 10)
+BEAT_EVERY = "1"  # TASKTRAIL_HEARTBEAT_INTERVAL (default 5): several beats within LOST_AFTER
 
 
 def states(ids: list[str]) -> dict[str, str]:
@@ -29,7 +31,8 @@ def states(ids: list[str]) -> dict[str, str]:
 def test_worker_killed_running_tasks_become_lost_and_retryable(
     start_worker, start_monitor, redis_client
 ):
-    doomed = start_worker(name="doomed", include=INCLUDE)  # two pool processes
+    beats = {"TASKTRAIL_HEARTBEAT_INTERVAL": BEAT_EVERY}
+    doomed = start_worker(name="doomed", include=INCLUDE, env=beats)  # two pool processes
     monitor = start_monitor(
         consumer="lost-monitor",
         args=(),  # alert checks on, as in production
@@ -43,7 +46,7 @@ def test_worker_killed_running_tasks_become_lost_and_retryable(
 
     doomed.stop(signal.SIGKILL)  # the whole process group: main process and pool
     killed = time.monotonic()
-    window = LOST_AFTER + 10 * CHECK_EVERY + 5  # threshold, a few check cycles, the probe
+    window = LOST_AFTER + 10 * CHECK_EVERY + 5  # threshold, a few check cycles, a late beat
     wait_for(
         lambda: set(states(running).values()) == {"LOST"},
         window,
@@ -63,12 +66,14 @@ def test_worker_killed_running_tasks_become_lost_and_retryable(
         result = task_run_retry(user=operator, task_id=task_id, reason="worker lost")
         assert result.done == [task_id], result.refused
         new_ids.append(result.new_task_ids[task_id])
-    start_worker(name="rescue", include=INCLUDE)
+    start_worker(name="rescue", include=INCLUDE, env=beats)
     wait_for(lambda: set(states(new_ids).values()) == {"SUCCESS"}, 60, "the retries to succeed")
     assert set(
         TaskRun.objects.filter(task_id__in=new_ids).values_list("retry_of", flat=True)
     ) == set(running)
+    assert Worker.objects.get(hostname=worker).status == "gone"
     report(
         f"worker SIGKILL: 2 running tasks LOST {detected:.1f}s after the kill "
-        f"(worker_lost_seconds={LOST_AFTER}, checks every {CHECK_EVERY}s); both retried"
+        f"(heartbeats every {BEAT_EVERY}s, worker_lost_seconds={LOST_AFTER}, checks every "
+        f"{CHECK_EVERY}s); both retried"
     )
