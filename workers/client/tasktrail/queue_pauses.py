@@ -344,10 +344,13 @@ class _Converge(bootsteps.StartStopStep):
         pauses = _pauses
         if pauses is None:
             return
-        if c.hub is None:  # a timer thread of its own: the consumer's loop runs it
-            c.call_soon(self._converge, pauses, c)
-        else:  # the event loop's timer: already the consumer's thread
-            self._converge(pauses, c)
+        try:
+            if c.hub is None:  # a timer thread of its own: the consumer's loop runs it
+                c.call_soon(self._converge, pauses, c)
+            else:  # the event loop's timer: already the consumer's thread
+                self._converge(pauses, c)
+        except Exception:
+            logger.exception("tasktrail: the paused-queue timer failed (ignored)")
 
     @staticmethod
     def _converge(pauses: WorkerPauses, c: Any) -> None:
