@@ -32,10 +32,12 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 
 from dashboard import redis_keys
 from dashboard.ingest.catalog import write_catalog
+from dashboard.ingest.heartbeats import write_heartbeats
 from dashboard.ingest.stream import Entry, StreamConsumer
 from dashboard.ingest.writer import write_events
 from tasktrail.catalog import CatalogError, Report, decode_catalog, is_catalog
 from tasktrail.events import ENTRY_FIELD, Event, Rejected, decode_entry
+from tasktrail.heartbeat import Heartbeat, HeartbeatError, decode_heartbeat, is_heartbeat
 from tasktrail.signing import SigningKey, verify
 
 logger = logging.getLogger("tasktrail.monitor")
@@ -49,6 +51,7 @@ class MonitorStats:
     rejected: int = 0
     catalogs: int = 0
     unsigned: int = 0  # entries refused for a missing or wrong signature (also in rejected)
+    heartbeats: int = 0
     batches: int = 0
     db_retries: int = 0
     started_at: float = field(default_factory=time.time)
@@ -116,11 +119,18 @@ class Monitor:
         Returns False if stopped before the write succeeded (the entries stay pending)."""
         events: list[Event] = []
         reports: list[tuple[bytes, Report]] = []
+        beats: list[tuple[bytes, Heartbeat]] = []
         for entry_id, fields in entries:
             if not fields:
                 continue  # deleted while pending: already processed
             if self.event_keys and not self._signed(entry_id, fields):
                 continue  # dead-lettered whole: nothing of it is read
+            if is_heartbeat(fields):
+                beat = self._decode_heartbeat(entry_id, fields)
+                if beat is not None:
+                    beats.append((entry_id, beat))
+                if ENTRY_FIELD not in fields and not is_catalog(fields):
+                    continue  # a heartbeat only
             if is_catalog(fields):
                 report = self._decode_catalog(entry_id, fields)
                 if report is not None:
@@ -139,6 +149,8 @@ class Monitor:
         for entry_id, report in reports:
             if not self._write_catalog(entry_id, report):
                 return False
+        if beats and not self._write_heartbeats(beats):
+            return False
         self._call_redis(lambda: self.consumer.ack([entry_id for entry_id, _ in entries]))
         self.stats.entries += len(entries)
         self.stats.events += len(events)
@@ -213,6 +225,38 @@ class Monitor:
                 if isinstance(exc, DatabaseError):
                     connection.close()
                 self._reject(entry_id, [Rejected(f"catalog not writable: {exc}"[:500], report)])
+                return True
+            if self._stopping.wait(backoff):
+                return False
+            backoff = min(self.max_backoff, backoff * 2)
+
+    def _decode_heartbeat(self, entry_id: bytes, fields: dict[bytes, bytes]) -> Heartbeat | None:
+        try:
+            return decode_heartbeat(fields)
+        except HeartbeatError as exc:
+            self._reject(entry_id, [Rejected(exc.reason, exc.raw)])
+        except Exception as exc:  # a decoder bug must not make the entry a poison pill
+            self._reject(entry_id, [Rejected(f"heartbeat decoder failed: {exc!r}"[:500], fields)])
+        return None
+
+    def _write_heartbeats(self, beats: list[tuple[bytes, Heartbeat]]) -> bool:
+        """Store the workers' heartbeats like a catalog: a database that is down is waited out,
+        beats it refuses are dead-lettered. False if stopped meanwhile (entries stay pending)."""
+        backoff = 0.5
+        while True:
+            try:
+                write_heartbeats([beat for _, beat in beats])
+                self.stats.heartbeats += len(beats)
+                return True
+            except (OperationalError, InterfaceError) as exc:
+                self.stats.db_retries += 1
+                logger.warning("database unavailable (%s); retrying in %.1fs", exc, backoff)
+                connection.close()
+            except Exception as exc:
+                if isinstance(exc, DatabaseError):
+                    connection.close()
+                for entry_id, beat in beats:
+                    self._reject(entry_id, [Rejected(f"heartbeat not writable: {exc}"[:500], beat)])
                 return True
             if self._stopping.wait(backoff):
                 return False
