@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from django.db.models import Case, CharField, F, Q, Value, When
 from django.db.models.functions import Collate
 from django.utils import timezone
 
+from dashboard import refusals
 from dashboard.filters import TaskFilter
 from dashboard.models import (
     CANCELLABLE_STATES,
@@ -55,7 +57,14 @@ Outcome = OperatorAction.Outcome
 
 BULK_OVER_CAP: Final = "dashboard.bulk_over_cap"
 BULK_KINDS: Final = (Kind.RETRY, Kind.CANCEL)
-MAX_REASON: Final = 2000
+MAX_REASON: Final = 1000
+# Characters a reason may not hold: control characters (a line break and a tab are fine) and the
+# bidirectional overrides that make an audit row read other than it is.
+_NOT_IN_REASON: Final = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_TRACE_ID: Final = re.compile(r"[0-9a-f]{32}")
+_SPAN_ID: Final = re.compile(r"[0-9a-f]{16}")
 # Tasks per statement. A claim binds three parameters per task (its id in the IN list, its id and
 # new id in the CASE); SQLite takes at most 999 per statement.
 CHUNK: Final = 250
@@ -99,11 +108,27 @@ class ActionResult:
 
 
 def clean_reason(reason: str) -> str:
-    reason = (reason or "").strip()
+    """The reason as the audit row keeps it, or ``ActionInputError`` saying what is wrong with it.
+    Checked before anything else, the permission included: no request stores a huge reason."""
+    if not isinstance(reason, str):
+        raise ActionInputError("Say why: a reason is required for every action.")
+    if len(reason) > MAX_REASON + 100:  # before stripping: no copy of a huge text is made
+        raise ActionInputError(
+            f"The reason is {len(reason):,} characters long; keep it to {MAX_REASON:,}."
+        )
+    reason = reason.strip()
     if not reason:
         raise ActionInputError("Say why: a reason is required for every action.")
     if len(reason) > MAX_REASON:
-        raise ActionInputError(f"The reason is longer than {MAX_REASON} characters.")
+        raise ActionInputError(
+            f"The reason is {len(reason):,} characters long; keep it to {MAX_REASON:,}."
+        )
+    bad = _NOT_IN_REASON.search(reason)
+    if bad is not None:
+        raise ActionInputError(
+            f"The reason holds a control character (U+{ord(bad.group()):04X}) at position "
+            f"{bad.start() + 1}; use plain text."
+        )
     return reason
 
 
@@ -308,11 +333,20 @@ def _original_traces(tasks: Sequence[TaskRun]) -> dict[str, TraceParent]:
             .order_by("task_id", "attempt")
             .values_list("task_id", "span_id")
         )  # the last attempt's wins
-    no_span = "0" * 16  # the task never ran: the link names the trace only
-    return {
-        task_id: TraceParent(t.trace_id or "", spans.get(task_id) or no_span, bool(t.trace_sampled))
-        for task_id, t in traced.items()
-    }
+    # The ids came in events, which anyone who can write the stream can forge: a malformed one
+    # never stops a retry. No usable trace id: no link; no usable span id: the link names the
+    # trace only, as for a task that never ran.
+    no_span = "0" * 16
+    links: dict[str, TraceParent] = {}
+    for task_id, t in traced.items():
+        trace_id = (t.trace_id or "").lower()
+        if not _TRACE_ID.fullmatch(trace_id) or trace_id == "0" * 32:
+            continue
+        span_id = (spans.get(task_id) or "").lower()
+        if not _SPAN_ID.fullmatch(span_id):
+            span_id = no_span
+        links[task_id] = TraceParent(trace_id, span_id, bool(t.trace_sampled))
+    return links
 
 
 def _record_outcomes(
@@ -391,15 +425,11 @@ def _act(
     *, user: User, kind: str, task_ids: Sequence[str], reason: str, bulk: bool, scope: str
 ) -> ActionResult:
     permission = PERMISSIONS[Kind(kind)]
+    reason = clean_reason(reason)  # first: a refusal is audited, with the reason as given
     if not user.has_perm(permission):
-        action = _audit(
-            user=user, kind=kind, reason=reason or "(none)", outcome=Outcome.REFUSED,
-            message=f"{user.get_username()} may not {kind} tasks.",
-            targets=[(t, Outcome.REFUSED, "not permitted") for t in task_ids],
-            bulk=bulk, scope=scope,
-        )  # fmt: skip
-        return ActionResult(action=action, permitted=False, refused=dict.fromkeys(task_ids, ""))
-    reason = clean_reason(reason)
+        return _refuse_unpermitted(
+            user=user, kind=kind, task_ids=task_ids, reason=reason, bulk=bulk, scope=scope
+        )
     ids = list(dict.fromkeys(task_ids))
     # Once per request: the shop's task catalog, read as the rows ask for names.
     catalog = task_catalog() if kind == Kind.RETRY else None
@@ -438,6 +468,40 @@ def _act(
     return ActionResult(
         action=action, done=done, refused=refused, new_task_ids=new_ids, failed=dict(calls.failed)
     )
+
+
+def _refuse_unpermitted(
+    *, user: User, kind: str, task_ids: Sequence[str], reason: str, bulk: bool, scope: str
+) -> ActionResult:
+    """Audit a refusal for want of the role: each one, up to ``refusals.LIMIT`` a minute per
+    person; past it one row for the rest of the minute, whose message counts them."""
+    refused = dict.fromkeys(task_ids, "")
+    message = f"{user.get_username()} may not {kind} tasks."
+    count = refusals.count(user)
+    if count is None or count.recorded:
+        action = _audit(
+            user=user, kind=kind, reason=reason, outcome=Outcome.REFUSED, message=message,
+            targets=[(t, Outcome.REFUSED, "not permitted") for t in task_ids],
+            bulk=bulk, scope=scope,
+        )  # fmt: skip
+        return ActionResult(action=action, permitted=False, refused=refused)
+    counted = (
+        f"{message} {count.over} more refused action{'s' if count.over != 1 else ''} this "
+        f"minute, over the limit of {refusals.LIMIT} recorded one by one, counted here only."
+    )
+    row_id = refusals.summary_row(user, count.window)
+    summary = OperatorAction.objects.filter(pk=row_id).first() if row_id is not None else None
+    if summary is None:
+        action = _audit(
+            user=user, kind=kind, reason="(over the limit: reasons not recorded)",
+            outcome=Outcome.REFUSED, message=counted, bulk=bulk, scope="",
+        )  # fmt: skip
+        refusals.remember_summary_row(user, count.window, action.pk)
+    else:
+        action = summary
+        action.message = counted
+        action.save(update_fields=["message"])
+    return ActionResult(action=action, permitted=False, refused=refused)
 
 
 def task_run_retry(*, user: User, task_id: str, reason: str) -> ActionResult:
@@ -503,7 +567,22 @@ def task_runs_bulk(
     task_filter: TaskFilter | None = None,
     expected_count: int | None = None,
 ) -> ActionResult:
-    """Retry or cancel many tasks; one audit row for the batch, a target row per task."""
+    """Retry or cancel many tasks; one audit row for the batch, a target row per task.
+
+    The reason and the permission are checked before the selection is read: someone without the
+    role learns nothing of the tasks (how many match, which can be acted on)."""
+    reason = clean_reason(reason)
+    if kind not in BULK_KINDS:
+        raise ActionInputError("Bulk actions are retry and cancel.")
+    if not user.has_perm(PERMISSIONS[Kind(kind)]):
+        ids = list(dict.fromkeys(task_ids))[: int(settings.TASKTRAIL_BULK_CAP)]
+        if ids:
+            described = f"{len(ids)} selected task{'s' if len(ids) != 1 else ''}"
+        else:
+            described = f"tasks matching {task_filter.describe() if task_filter else 'nothing'}"
+        return _refuse_unpermitted(
+            user=user, kind=kind, task_ids=ids, reason=reason, bulk=True, scope=described
+        )
     scope = bulk_scope(user=user, kind=kind, task_ids=task_ids, task_filter=task_filter)
     if scope.over_cap:
         raise ActionInputError(

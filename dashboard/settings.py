@@ -288,6 +288,12 @@ TASKTRAIL_RESULT_BACKEND_TRANSPORT_OPTIONS = env_json("TASKTRAIL_RESULT_BACKEND_
 TASKTRAIL_CATALOG_MAX_AGE_SECONDS = float(
     os.environ.get("TASKTRAIL_CATALOG_MAX_AGE_SECONDS", str(7 * 24 * 3600))
 )
+# Which tasks an operator may retry: "catalog" (default) any task a recent worker reported, unless
+# it sets tasktrail_retryable = False; "declared" only those that set tasktrail_retryable = True.
+# Celery's own tasks (celery.*) never. Checked here so a typo stops the start-up.
+TASKTRAIL_RETRY = (os.environ.get("TASKTRAIL_RETRY") or "catalog").strip().lower()
+if TASKTRAIL_RETRY not in ("catalog", "declared"):
+    raise ImproperlyConfigured(f"TASKTRAIL_RETRY={TASKTRAIL_RETRY[:50]!r}: use catalog or declared")
 TASKTRAIL_MAX_ARGS_BYTES = int(os.environ.get("TASKTRAIL_MAX_ARGS_BYTES", str(64 * 1024)))
 TASKTRAIL_REDACT_KEYS = env_list("TASKTRAIL_REDACT_KEYS", ",".join(DEFAULT_SECRET_KEYS))
 # Trace viewer links (tracing/links.py): "<preset> <base URL>" or a URL template with {trace_id};

@@ -124,7 +124,8 @@ def queue_overview(client: redis.Redis | None = None) -> QueueOverview:
                 oldest_age=check.oldest_age,
                 consumers=check.consumers,
                 finished_last_hour=finished.get(name, 0),
-                state=check.state if fresh else None,
+                # a depth the broker cannot tell: no verdict, whatever the rules said
+                state=check.state if fresh and check.depth is not None else None,
                 state_words=check.words if fresh else "",
                 broker_oldest_age=check.broker_oldest_age,
                 records_oldest_age=check.records_oldest_age,

@@ -55,7 +55,7 @@ def queue(rabbit: str) -> Iterator[str]:
     name = f"tt-depth-{uuid.uuid4().hex[:12]}"
     yield name
     with Connection(rabbit, connect_timeout=2) as conn:
-        channel = conn.channel()
+        channel: Any = conn.channel()
         channel.queue_delete(name)
         channel.exchange_delete(name)
 
@@ -129,7 +129,8 @@ def test_depth_and_consumers_from_the_broker(rabbit, queue, worker, tmp_path):
         reader.close()
     # nothing was declared by reading: the missing queue is still missing
     with Connection(rabbit, connect_timeout=2) as conn, pytest.raises(conn.channel_errors):
-        conn.channel().queue_declare(queue=missing, passive=True)
+        channel: Any = conn.channel()
+        channel.queue_declare(queue=missing, passive=True)
 
 
 def test_an_unreachable_rabbitmq_is_unknown_with_its_password_masked():
