@@ -24,7 +24,9 @@ from types import FrameType
 from typing import Any, Final
 
 RESULTS_DIR: Final = Path(__file__).resolve().parent / "results"
-SECTIONS: Final = ("worker", "scaling", "ingest", "pages", "publish", "retention")
+SECTIONS: Final = (
+    "worker", "scaling", "ingest", "pages", "publish", "retention", "heartbeat", "hostile",
+)  # fmt: skip
 QUICK: Final = {
     "tasks": 600, "io_tasks": 400, "rounds": 1, "io_rounds": 1, "sizes": "1000,5000",
     "events": 40_000,
@@ -44,7 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="tasktrail benchmarks: worker overhead, scaling, monitor ingest, dashboard "
-        "pages at 1M rows, publish cost, retention (pruning 1M expired tasks beside 1M kept).",
+        "pages at 1M rows, publish cost, retention (pruning 1M expired tasks beside 1M kept), "
+        "worker heartbeats' CPU cost.",
     )
     parser.add_argument("--tasks", type=int, help="N no-op tasks per worker measurement (2000).")
     parser.add_argument("--io-tasks", type=int, help="N 10 ms tasks per worker measurement (600).")
@@ -188,6 +191,8 @@ def main(argv: list[str]) -> int:
     report = Report(header, tasks=kinds, rounds=options.rounds, kind_rounds=kind_rounds)
     log(f"run {bench.run_id}: {header.database}, {header.redis}; child logs in {log_dir}")
     retention_result: dict[str, Any] = {}
+    heartbeat_lines: list[str] = []
+    hostile_lines: list[str] = []
 
     def section(name: str, body: Callable[[], object]) -> None:
         try:
@@ -266,6 +271,17 @@ def main(argv: list[str]) -> int:
                     retention_result.update(json.loads(out.read_text()))
 
             section("retention", prune)
+        if "heartbeat" in sections:
+            from bench import heartbeat
+
+            section(
+                "heartbeat",
+                lambda: heartbeat_lines.extend(heartbeat.run(bench, options.quick, log)),
+            )
+        if "hostile" in sections:
+            from bench import hostile_entry
+
+            section("hostile entry", lambda: hostile_lines.extend(hostile_entry.run(bench, log)))
     except KeyboardInterrupt:
         log("interrupted: stopping child processes and deleting the run's keys")
         return 130
@@ -279,6 +295,10 @@ def main(argv: list[str]) -> int:
         text = retention.splice(
             text, retention_result.get("goals", []), retention_result["markdown"]
         )
+    if heartbeat_lines:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(heartbeat_lines)
+    if hostile_lines:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(hostile_lines)
     print(text)
     RESULTS_DIR.mkdir(exist_ok=True)
     (RESULTS_DIR / "latest.md").write_text(text)
