@@ -24,6 +24,13 @@ TERMINAL_STATES: Final = (SUCCESS, FAILURE, REVOKED, REJECTED)
 LOST: Final = "LOST"
 
 NO_KEY: Final = -1  # the merge key of a column group no event has filled yet
+# Identity keys (dashboard.ingest.merge.identity_key): bit 61 is 0 for a publish, then the receive
+# time in ms since 2000 (41 bits, to 2069), then 20 bits of a hash of the value. Conflict keys at
+# and above STATE_CONFLICT_BASE are outranked terminal states, which carry no time.
+IDENTITY_EPOCH_MS: Final = 946_684_800_000
+IDENTITY_MS_BITS: Final = 41
+IDENTITY_HASH_BITS: Final = 20
+STATE_CONFLICT_BASE: Final = 1 << 62
 
 # -- alert rules ---------------------------------------------------------------------------------
 

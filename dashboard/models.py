@@ -7,6 +7,7 @@ meant for display. Results stay in django-celery-results' ``TaskResult``, joined
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 
@@ -102,6 +103,21 @@ class TaskRun(models.Model):
     worker_key = models.BigIntegerField(default=constants.NO_KEY)
     start_key = models.BigIntegerField(default=constants.NO_KEY)
     error_key = models.BigIntegerField(default=constants.NO_KEY)
+    # the first publish fixes the identity; null: no event said (or written before these keys)
+    name_key = models.BigIntegerField(null=True, blank=True)
+    call_key = models.BigIntegerField(null=True, blank=True)
+    # An event that disagreed with the first one (a forgery, a bug, or a task id used twice), or a
+    # failure that a SUCCESS outranked: the task is not retried until an admin has looked.
+    identity_conflict_key = models.BigIntegerField(null=True, blank=True)
+    identity_conflict_field = models.CharField(max_length=32, null=True, blank=True)
+    identity_conflict = models.TextField(
+        null=True, blank=True, help_text="What the disagreeing event said (cut to 500 characters)."
+    )
+    times_clamped = models.BooleanField(
+        default=False,
+        help_text="An event's time was too far from when the monitor received it and was replaced.",
+    )
+
 
     class Meta:
         verbose_name = "task run"
@@ -164,6 +180,15 @@ class TaskRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name or '?'}[{self.task_id}] {self.state}"
+
+    @property
+    def identity_conflict_at(self) -> dt.datetime | None:
+        """When the monitor received the disagreeing event (known for identity conflicts)."""
+        key = self.identity_conflict_key
+        if key is None or key >= constants.STATE_CONFLICT_BASE:
+            return None
+        ms = (key >> constants.IDENTITY_HASH_BITS) & ((1 << constants.IDENTITY_MS_BITS) - 1)
+        return dt.datetime.fromtimestamp((ms + constants.IDENTITY_EPOCH_MS) / 1000, tz=dt.UTC)
 
     @property
     def is_finished(self) -> bool:

@@ -14,21 +14,38 @@ The same tables drive the SQL upsert (``dashboard.ingest.upsert``), which applie
 the stored row inside the database; the Python fold here merges a batch first so each task costs one
 row write however many events it had.
 
-State precedence (a key, compared as one integer): terminal states beat everything (nothing follows
-a terminal event for a task id), then the attempt number, then the step within the attempt
-(waiting < received < started). Celery's own retry moves an attempt-n STARTED row to attempt n+1
-waiting, shown as RETRY.
+- ``First(key)`` — the value carried by the patch with the *lowest* key. A task's identity (name;
+  queue and arguments) is fixed by its first publish: the key ranks a ``published`` event before any
+  other kind, then by the monitor's receive time (``bounds.RX``, which a producer cannot choose; the
+  event's own time when there is none), then by a hash of the value. A later event cannot replace
+  it, whatever it says.
+
+State precedence (a key, compared as one integer), as Celery's own (``celery.states.precedence``):
+SUCCESS beats everything, at any attempt (a task that succeeded never fails, retries or starts
+again); then the other terminal states (nothing follows a terminal event for a task id), by attempt
+then kind; then the attempt number, then the step within the attempt (waiting < received <
+started). Celery's own retry moves an attempt-n STARTED row to attempt n+1 waiting, shown as RETRY.
+
+Conflicts: an event whose identity disagrees with the first one, or a terminal event that a SUCCESS
+outranked, is kept on the row as ``identity_conflict_*`` (which field, what the other event said).
+Of all such events the row keeps the one with the lowest conflict key, a choice that is itself a
+join: the same whichever order the events arrive in and however often. ``dashboard.ingest.upsert``
+computes the same in SQL.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from dashboard.constants import (  # the models use them too; re-exported here
     FAILURE,
+    IDENTITY_EPOCH_MS,
+    IDENTITY_HASH_BITS,
+    IDENTITY_MS_BITS,
     NO_KEY,
     PENDING,
     RECEIVED,
@@ -36,8 +53,10 @@ from dashboard.constants import (  # the models use them too; re-exported here
     RETRY,
     REVOKED,
     STARTED,
+    STATE_CONFLICT_BASE,
     SUCCESS,
 )
+from dashboard.ingest.bounds import CLAMPED, RX, RX_SEQ, bound_event
 from tasktrail.tracing.context import parse_traceparent
 
 Event = Mapping[str, Any]
@@ -47,7 +66,7 @@ Patch = dict[str, Any]
 
 # step within an attempt (non-terminal) / order among terminal outcomes (tie-break only)
 _STEP = {"published": 0, "received": 1, "started": 2}
-_TERMINAL_ORDER = {REJECTED: 1, FAILURE: 2, SUCCESS: 3, REVOKED: 4}
+TERMINAL_ORDER = {REJECTED: 1, FAILURE: 2, SUCCESS: 3, REVOKED: 4}
 _TERMINAL_BY_KIND = {
     "succeeded": SUCCESS,
     "failed": FAILURE,
@@ -56,18 +75,39 @@ _TERMINAL_BY_KIND = {
     "unknown": REJECTED,
 }
 _MAX_ATTEMPT: Final = (1 << 31) - 1
+# Bands of the state key: non-terminal keys stay below TERMINAL_BAND (the attempt takes bits 8-38),
+# other terminal states below SUCCESS_BAND, SUCCESS at and above it. Rows written before SUCCESS had
+# a band of its own hold every terminal state at 1 << 40 + attempt; they decode the same.
+TERMINAL_BAND: Final = 1 << 39
+SUCCESS_BAND: Final = 1 << 40
 
 
 def state_key(*, terminal: bool, attempt: int, rank: int) -> int:
-    return (int(terminal) << 40) | (min(max(attempt, 0), _MAX_ATTEMPT) << 8) | rank
+    band = 0
+    if terminal:
+        band = SUCCESS_BAND if rank == TERMINAL_ORDER[SUCCESS] else TERMINAL_BAND
+    return band | (min(max(attempt, 0), _MAX_ATTEMPT) << 8) | rank
+
+
+def is_success_key(key: int) -> bool:
+    return key >= SUCCESS_BAND and key & 0xFF == TERMINAL_ORDER[SUCCESS]
+
+
+def is_failed_key(key: int) -> bool:
+    """A terminal state other than SUCCESS."""
+    return key >= TERMINAL_BAND and not is_success_key(key)
+
+
+def attempt_of_key(key: int) -> int:
+    return (key >> 8) & _MAX_ATTEMPT
 
 
 def state_from_key(key: int) -> str:
     if key < 0:
         return PENDING
-    rank, attempt, terminal = key & 0xFF, (key >> 8) & _MAX_ATTEMPT, key >> 40
+    rank, attempt, terminal = key & 0xFF, attempt_of_key(key), key >= TERMINAL_BAND
     if terminal:
-        return next(s for s, r in _TERMINAL_ORDER.items() if r == rank)
+        return next(s for s, r in TERMINAL_ORDER.items() if r == rank)
     if rank == _STEP["received"]:
         return RECEIVED
     if rank == _STEP["started"]:
@@ -77,7 +117,7 @@ def state_from_key(key: int) -> str:
 
 # Outcome of one attempt: a failed attempt that will run again ends in RETRY.
 _ATTEMPT_RANK = {PENDING: 0, RECEIVED: 1, STARTED: 2, RETRY: 3}
-_ATTEMPT_RANK.update({state: 10 + order for state, order in _TERMINAL_ORDER.items()})
+_ATTEMPT_RANK.update({state: 10 + order for state, order in TERMINAL_ORDER.items()})
 _ATTEMPT_OUTCOME_BY_RANK = {rank: state for state, rank in _ATTEMPT_RANK.items()}
 
 
@@ -90,26 +130,54 @@ def attempt_outcome_from_rank(rank: int) -> str:
 
 @dataclass(frozen=True)
 class Rule:
-    kind: Literal["min", "max", "latest"]
-    key: str | None = None  # for "latest": the column holding the group's key
+    kind: Literal["min", "max", "latest", "first", "retries", "conflict"]
+    key: str | None = None  # for "latest" / "first": the column holding the group's key
 
 
 MIN, MAX = Rule("min"), Rule("max")
+# the row's retry count: the largest any event gave, but a SUCCESS's own attempt once it succeeded
+RETRIES = Rule("retries")
+# the kept conflict (see the module's doc): its key, and the columns that follow it
+CONFLICT = Rule("conflict")
 
 
 def latest(key: str) -> Rule:
     return Rule("latest", key)
 
 
+def first(key: str) -> Rule:
+    return Rule("first", key)
+
+
+# Identity groups: key column -> (the columns that follow it, the ones compared for a conflict).
+# The arguments' columns come together in one event (the publish, or the receipt of a message
+# published without the recorder); the name comes in every event.
+IDENTITY_GROUPS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+    "name_key": (("name",), ("name",)),
+    "call_key": (
+        ("queue", "input_id", "args", "kwargs", "arg_names", "args_dropped"),
+        ("queue", "args", "kwargs"),
+    ),
+}
+# An event takes part in a group when it carries one of these; the group's other columns in an
+# event that does not are left out (a queue alone says nothing about the call).
+_IDENTITY_CARRIERS: Final = {"name_key": ("name",), "call_key": ("args", "kwargs", "args_dropped")}
+CONFLICT_KEY: Final = "identity_conflict_key"
+CONFLICT_COLUMNS: Final = ("identity_conflict_field", "identity_conflict")
+CONFLICT_TEXT: Final = 500  # characters of the other event's value kept on the row
+
 TASK_RULES: Final[dict[str, Rule]] = {
+    # identity: fixed by the first publish
+    "name_key": MIN,
+    "name": first("name_key"),
+    "call_key": MIN,
+    "queue": first("call_key"),
+    "input_id": first("call_key"),
+    "args": first("call_key"),
+    "kwargs": first("call_key"),
+    "arg_names": first("call_key"),
+    "args_dropped": first("call_key"),
     # facts every event of the task agrees on
-    "name": MIN,
-    "queue": MIN,
-    "input_id": MIN,
-    "args": MIN,
-    "kwargs": MIN,
-    "arg_names": MIN,
-    "args_dropped": MIN,
     "eta": MIN,
     "expires": MIN,
     "parent_id": MIN,
@@ -123,12 +191,13 @@ TASK_RULES: Final[dict[str, Rule]] = {
     "published_at": MIN,
     "received_at": MIN,
     "updated_at": MAX,
-    "retries": MAX,
+    "times_clamped": MAX,
     # groups
     "state_key": MAX,
     "state": latest("state_key"),
     "finished_at": latest("state_key"),
     "runtime": latest("state_key"),
+    "retries": RETRIES,  # after state_key: reads the joined key
     "worker_key": MAX,
     "worker": latest("worker_key"),
     "start_key": MAX,
@@ -137,6 +206,9 @@ TASK_RULES: Final[dict[str, Rule]] = {
     "error_key": MAX,
     "exc_type": latest("error_key"),
     "exc_message": latest("error_key"),
+    CONFLICT_KEY: CONFLICT,
+    "identity_conflict_field": CONFLICT,
+    "identity_conflict": CONFLICT,
 }
 TASK_KEY_COLUMNS: Final = ("state_key", "worker_key", "start_key", "error_key")
 
@@ -174,7 +246,9 @@ def _join_value(rule: Rule, a: Any, b: Any) -> Any:
 @dataclass(frozen=True)
 class _Plan:
     simple: dict[str, Rule]  # MIN / MAX columns
-    groups: dict[str, tuple[str, ...]]  # key column -> the columns that follow it
+    groups: dict[str, tuple[str, ...]]  # key column -> the columns that follow it (latest)
+    firsts: dict[str, tuple[str, ...]]  # key column -> the columns that follow it (first)
+    special: bool  # the task rules' retries and conflict columns
 
 
 _plans: dict[int, _Plan] = {}
@@ -184,12 +258,20 @@ def _plan(rules: Mapping[str, Rule]) -> _Plan:
     plan = _plans.get(id(rules))
     if plan is None:
         groups: dict[str, list[str]] = {}
+        firsts: dict[str, list[str]] = {}
         for column, rule in rules.items():
-            if rule.kind == "latest":
+            if rule.kind in ("latest", "first"):
                 assert rule.key is not None
-                groups.setdefault(rule.key, []).append(column)
-        simple = {c: r for c, r in rules.items() if r.kind != "latest"}
-        plan = _plans[id(rules)] = _Plan(simple, {k: tuple(v) for k, v in groups.items()})
+                (groups if rule.kind == "latest" else firsts).setdefault(rule.key, []).append(
+                    column
+                )
+        simple = {c: r for c, r in rules.items() if r.kind in ("min", "max")}
+        plan = _plans[id(rules)] = _Plan(
+            simple,
+            {k: tuple(v) for k, v in groups.items()},
+            {k: tuple(v) for k, v in firsts.items()},
+            any(r.kind in ("retries", "conflict") for r in rules.values()),
+        )
     return plan
 
 
@@ -209,18 +291,104 @@ def join(rules: Mapping[str, Rule], left: Patch, right: Patch) -> Patch:
     for key, columns in plan.groups.items():
         ka, kb = left.get(key, NO_KEY), right.get(key, NO_KEY)
         if kb > ka:  # right's group wins whole, its nulls included
-            for column in columns:
-                value = right.get(column)
-                if value is None:
-                    out.pop(column, None)
-                else:
-                    out[column] = value
+            _take(out, right, columns)
         elif kb == ka:
             for column in columns:
                 joined = _join_value(MAX, left.get(column), right.get(column))
                 if joined is not None:
                     out[column] = joined
+    for key, columns in plan.firsts.items():
+        fa, fb = left.get(key), right.get(key)
+        if fb is None:
+            continue
+        if fa is None or fb < fa:  # right's group wins whole, its nulls included
+            _take(out, right, columns)
+        elif fb == fa:
+            for column in columns:
+                joined = _join_value(MIN, left.get(column), right.get(column))
+                if joined is not None:
+                    out[column] = joined
+    if plan.special:
+        _join_retries(out, left, right)
+        _join_conflict(out, left, right)
     return out
+
+
+def _take(out: Patch, right: Patch, columns: Iterable[str]) -> None:
+    for column in columns:
+        value = right.get(column)
+        if value is None:
+            out.pop(column, None)
+        else:
+            out[column] = value
+
+
+def _join_retries(out: Patch, left: Patch, right: Patch) -> None:
+    key = out.get("state_key", NO_KEY)
+    if is_success_key(key):
+        out["retries"] = attempt_of_key(key)
+    else:
+        joined = _join_value(MAX, left.get("retries"), right.get("retries"))
+        if joined is not None:
+            out["retries"] = joined
+
+
+# A conflict's key: identity conflicts take the disagreeing event's group key (below
+# STATE_CONFLICT_BASE); outranked terminal states come after them, the highest state first.
+STATE_CONFLICT_TOP: Final = 1 << 41  # above every terminal state key, old or new
+
+Conflict = tuple[int, str, str]  # key, field, what the other event said
+
+
+def describe_state(key: int) -> str:
+    return f"{state_from_key(key)} (retries {attempt_of_key(key)})"
+
+
+def identity_differs(left: Patch, right: Patch, compared: Iterable[str]) -> str | None:
+    """The first compared column whose values differ (a value against none differs too)."""
+    for column in compared:
+        if left.get(column) != right.get(column):
+            return column
+    return None
+
+
+def conflict_candidates(left: Patch, right: Patch, state_key: int) -> list[Conflict]:
+    """What joining ``left`` and ``right`` shows that neither showed alone."""
+    found: list[Conflict] = []
+    for key, (_, compared) in IDENTITY_GROUPS.items():
+        ka, kb = left.get(key), right.get(key)
+        if ka is None or kb is None:
+            continue
+        column = identity_differs(left, right, compared)
+        if column is None:
+            continue
+        if ka != kb:
+            loser_key, loser = (kb, right) if kb > ka else (ka, left)
+            other = loser.get(column)
+        else:  # same key (a hash collision): the larger value loses, as ``first`` keeps the less
+            loser_key, other = ka, _join_value(MAX, left.get(column), right.get(column))
+        text = "" if other is None else str(other)[:CONFLICT_TEXT]
+        found.append((loser_key, column, text))
+    low = min(left.get("state_key", NO_KEY), right.get("state_key", NO_KEY))
+    if is_success_key(state_key) and is_failed_key(low):
+        found.append((STATE_CONFLICT_BASE + STATE_CONFLICT_TOP - low, "state", describe_state(low)))
+    return found
+
+
+def _join_conflict(out: Patch, left: Patch, right: Patch) -> None:
+    candidates = conflict_candidates(left, right, out.get("state_key", NO_KEY))
+    for side in (left, right):
+        key = side.get(CONFLICT_KEY)
+        if key is not None:
+            candidates.append(
+                (key, side.get(CONFLICT_COLUMNS[0]) or "", side.get(CONFLICT_COLUMNS[1]) or "")
+            )
+    if not candidates:
+        return
+    key, field, text = min(candidates, key=lambda c: c[0])
+    out[CONFLICT_KEY] = key
+    out[CONFLICT_COLUMNS[0]] = field
+    out[CONFLICT_COLUMNS[1]] = text
 
 
 # -- events -> patches ------------------------------------------------------------------------
@@ -248,8 +416,57 @@ def _waits_for_eta(event: Event) -> bool:
     return eta is not None and float(eta) > float(event["ts"])
 
 
+# The identity key's layout: see dashboard.constants.
+_EPOCH_MS: Final = IDENTITY_EPOCH_MS
+_MS_BITS: Final = IDENTITY_MS_BITS
+_HASH_BITS: Final = IDENTITY_HASH_BITS
+
+
+_SEQ_BITS: Final = 12  # of the low bits: the entry's sequence number within its ms, then a hash
+
+
+def identity_key(*, published: bool, ms: int, value: str, seq: int = 0) -> int:
+    ms = min(max(ms - _EPOCH_MS, 0), (1 << _MS_BITS) - 1)
+    seq = min(max(seq, 0), (1 << _SEQ_BITS) - 1)
+    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    low = _HASH_BITS - _SEQ_BITS
+    return (
+        (int(not published) << (_MS_BITS + _HASH_BITS))
+        | (ms << _HASH_BITS)
+        | (seq << low)
+        | (int.from_bytes(digest, "big") & ((1 << low) - 1))
+    )
+
+
+def identity_key_time(key: int) -> dt.datetime | None:
+    """When the monitor received the event an identity key was made from."""
+    if key >= STATE_CONFLICT_BASE:
+        return None
+    ms = (key >> _HASH_BITS) & ((1 << _MS_BITS) - 1)
+    return dt.datetime.fromtimestamp((ms + _EPOCH_MS) / 1000, tz=dt.UTC)
+
+
+def _identity(event: Event, patch: Patch) -> None:
+    """The identity keys of the columns this event carries (see ``IDENTITY_GROUPS``)."""
+    rx = event.get(RX)
+    ms = rx if isinstance(rx, int) else int(float(event["ts"]) * 1000)
+    seq = event.get(RX_SEQ, 0)
+    published = event["kind"] == "published"
+    for key, (columns, _) in IDENTITY_GROUPS.items():
+        if not any(patch.get(c) is not None for c in _IDENTITY_CARRIERS[key]):
+            for column in columns:
+                patch.pop(column, None)
+            continue
+        value = "\x1f".join("\x00" if patch.get(c) is None else patch[c] for c in columns)
+        patch[key] = identity_key(published=published, ms=ms, value=value, seq=seq)
+
+
 def task_patch(event: Event) -> Patch:
     """The row columns one event knows, with the keys that order it against other events."""
+    return _task_patch(bound_event(event))
+
+
+def _task_patch(event: Event) -> Patch:
     kind = event["kind"]
     ts = float(event["ts"])
     attempt = _event_attempt(event)
@@ -259,6 +476,8 @@ def task_patch(event: Event) -> Patch:
         "updated_at": when,
         "retries": attempt,
     }
+    if event.get(CLAMPED):
+        patch["times_clamped"] = True
     for column in (
         "name",
         "queue",
@@ -290,7 +509,7 @@ def task_patch(event: Event) -> Patch:
 
     terminal = _TERMINAL_BY_KIND.get(kind)
     if terminal is not None:
-        key = state_key(terminal=True, attempt=attempt, rank=_TERMINAL_ORDER[terminal])
+        key = state_key(terminal=True, attempt=attempt, rank=TERMINAL_ORDER[terminal])
         patch.update(finished_at=when, runtime=event.get("runtime"))
     elif kind == "retried":
         patch["retries"] = attempt + 1
@@ -319,11 +538,17 @@ def task_patch(event: Event) -> Patch:
         patch["exc_message"] = exc_message
     elif kind == "succeeded":
         patch["error_key"] = key  # a success clears the row's error (attempts keep theirs)
-    return {k: v for k, v in patch.items() if v is not None}
+    patch = {k: v for k, v in patch.items() if v is not None}
+    _identity(event, patch)
+    return patch
 
 
 def attempt_patch(event: Event) -> Patch | None:
     """The attempt row one event knows, or None when the event belongs to no known attempt."""
+    return _attempt_patch(bound_event(event))
+
+
+def _attempt_patch(event: Event) -> Patch | None:
     kind = event["kind"]
     if kind == "published" and event.get("published_at") is None:
         return None
@@ -379,10 +604,11 @@ def fold(events: Iterable[Event]) -> Folded:
     attempts: dict[tuple[str, int], Patch] = {}
     for event in events:
         task_id = event["task_id"]
-        patch = task_patch(event)
+        event = bound_event(event)
+        patch = _task_patch(event)
         current = tasks.get(task_id)
         tasks[task_id] = patch if current is None else join(TASK_RULES, current, patch)
-        a_patch = attempt_patch(event)
+        a_patch = _attempt_patch(event)
         if a_patch is not None:
             a_key = (task_id, a_patch["attempt"])
             a_current = attempts.get(a_key)

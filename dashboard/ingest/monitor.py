@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from dashboard import redis_keys
+from dashboard.ingest.bounds import stamp_received
 from dashboard.ingest.catalog import write_catalog
 from dashboard.ingest.heartbeats import write_heartbeats
 from dashboard.ingest.stream import Entry, StreamConsumer
@@ -141,7 +142,7 @@ class Monitor:
                 decoded, rejected = decode_entry(fields)
             except Exception as exc:  # a decoder bug must not make the entry a poison pill
                 decoded, rejected = [], [Rejected(f"decoder failed: {exc!r}"[:500], fields)]
-            events.extend(decoded)
+            events.extend(stamp_received(entry_id, decoded))  # the entry id's time
             if rejected:
                 self._reject(entry_id, rejected)
         if events and not self._write_with_retry(events):

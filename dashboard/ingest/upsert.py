@@ -4,6 +4,9 @@ The update clause applies the same join as ``merge.join`` inside the database, a
 is stored, so two monitors writing events of the same task concurrently still converge (PostgreSQL
 serializes the two upserts on the row; neither reads then overwrites). Works on PostgreSQL and
 SQLite (3.24+), which share this syntax.
+
+Every ``SET`` expression reads the row as it was before the statement (SQL evaluates them all
+against the old row), so the conflict columns recompute the joined state key themselves.
 """
 
 from __future__ import annotations
@@ -14,29 +17,152 @@ from typing import Any
 
 from django.db import connection, models
 
+from dashboard.ingest import merge
 from dashboard.ingest.merge import Patch, Rule
 
 
-def _merge_expr(column: str, rule: Rule, rules: Mapping[str, Rule], table: str) -> str:
-    qn = connection.ops.quote_name
-    cur, new = f"{table}.{qn(column)}", f"excluded.{qn(column)}"
+class _Sql:
+    """The update clause of one table: every rule of ``dashboard.ingest.merge`` as SQL, the row as
+    stored (``cur``) against the row sent (``excluded``)."""
 
-    def pick(op: str) -> str:
+    def __init__(self, rules: Mapping[str, Rule], table: str) -> None:
+        self.rules = rules
+        self.table = table
+        self.qn = connection.ops.quote_name
+        self.firsts: dict[str, list[str]] = {}
+        for column, rule in rules.items():
+            if rule.kind == "first":
+                assert rule.key is not None
+                self.firsts.setdefault(rule.key, []).append(column)
+
+    def cur(self, column: str) -> str:
+        return f"{self.table}.{self.qn(column)}"
+
+    def new(self, column: str) -> str:
+        return f"excluded.{self.qn(column)}"
+
+    @staticmethod
+    def pick(op: str, cur: str, new: str) -> str:
         return (
             f"CASE WHEN {cur} IS NULL THEN {new} WHEN {new} IS NULL THEN {cur} "
             f"WHEN {new} {op} {cur} THEN {new} ELSE {cur} END"
         )
 
-    if rule.kind == "min":
-        return pick("<")
-    if rule.kind == "max":
-        return pick(">")
-    assert rule.key is not None and rule.key in rules
-    cur_key, new_key = f"{table}.{qn(rule.key)}", f"excluded.{qn(rule.key)}"
-    return (
-        f"CASE WHEN {new_key} > {cur_key} THEN {new} WHEN {new_key} < {cur_key} THEN {cur} "
-        f"ELSE {pick('>')} END"
-    )
+    def cur_first_key(self, key: str) -> str:
+        """The stored key of a ``first`` group; rows written before the group had a key hold
+        their values as known first (key 0)."""
+        held = " OR ".join(f"{self.cur(c)} IS NOT NULL" for c in self.firsts[key])
+        return f"COALESCE({self.cur(key)}, CASE WHEN {held} THEN 0 END)"
+
+    def expr(self, column: str) -> str:
+        rule = self.rules[column]
+        cur, new = self.cur(column), self.new(column)
+        if column in self.firsts:  # a first group's key
+            return self.pick("<", self.cur_first_key(column), new)
+        if rule.kind == "min":
+            return self.pick("<", cur, new)
+        if rule.kind == "max":
+            return self.pick(">", cur, new)
+        if rule.kind == "latest":
+            assert rule.key is not None and rule.key in self.rules
+            cur_key, new_key = self.cur(rule.key), self.new(rule.key)
+            return (
+                f"CASE WHEN {new_key} > {cur_key} THEN {new} WHEN {new_key} < {cur_key} THEN {cur} "
+                f"ELSE {self.pick('>', cur, new)} END"
+            )
+        if rule.kind == "first":
+            assert rule.key is not None
+            cur_key, new_key = self.cur_first_key(rule.key), self.new(rule.key)
+            return (
+                f"CASE WHEN {new_key} IS NULL THEN {cur} WHEN {cur_key} IS NULL THEN {new} "
+                f"WHEN {new_key} < {cur_key} THEN {new} WHEN {new_key} > {cur_key} THEN {cur} "
+                f"ELSE {self.pick('<', cur, new)} END"
+            )
+        if rule.kind == "retries":
+            state = self.pick(">", self.cur("state_key"), self.new("state_key"))
+            return (
+                f"CASE WHEN {_is_success(state)} THEN ({state} / 256) %% {1 << 31} "
+                f"ELSE {self.pick('>', cur, new)} END"
+            )
+        assert rule.kind == "conflict"
+        return self.conflict(column)
+
+    # -- conflicts (merge._join_conflict) ------------------------------------------------------
+
+    def differs(self, column: str) -> str:
+        cur, new = self.cur(column), self.new(column)
+        return f"(({cur} IS NULL) <> ({new} IS NULL) OR {cur} <> {new})"
+
+    def candidates(self) -> list[tuple[str, str, str]]:
+        """(key, field, text) of each conflict, in ``merge.conflict_candidates``' order, then the
+        stored one and the one sent."""
+        found: list[tuple[str, str, str]] = []
+        for key, (_, compared) in merge.IDENTITY_GROUPS.items():
+            cur_key, new_key = self.cur_first_key(key), self.new(key)
+            differs = " OR ".join(self.differs(c) for c in compared)
+            when = f"{cur_key} IS NOT NULL AND {new_key} IS NOT NULL AND ({differs})"
+            loser_key = f"CASE WHEN {new_key} > {cur_key} THEN {new_key} ELSE {cur_key} END"
+            field = " ".join(f"WHEN {self.differs(c)} THEN '{c}'" for c in compared)
+
+            def loser(c: str, cur_key: str = cur_key, new_key: str = new_key) -> str:
+                cur, new = self.cur(c), self.new(c)
+                return (
+                    f"CASE WHEN {new_key} > {cur_key} THEN {new} "
+                    f"WHEN {new_key} < {cur_key} THEN {cur} ELSE {self.pick('>', cur, new)} END"
+                )
+
+            text = " ".join(f"WHEN {self.differs(c)} THEN {loser(c)}" for c in compared)
+            found.append(
+                (
+                    f"CASE WHEN {when} THEN {loser_key} END",
+                    f"CASE {field} END",
+                    f"COALESCE(SUBSTR(CASE {text} END, 1, {merge.CONFLICT_TEXT}), '')",
+                )
+            )
+        cur_state, new_state = self.cur("state_key"), self.new("state_key")
+        high = self.pick(">", cur_state, new_state)
+        low = f"CASE WHEN {new_state} < {cur_state} THEN {new_state} ELSE {cur_state} END"
+        names = " ".join(
+            f"WHEN {rank} THEN '{state}'" for state, rank in merge.TERMINAL_ORDER.items()
+        )
+        described = (
+            f"CASE {low} %% 256 {names} END || ' (retries ' || "
+            f"CAST(({low} / 256) %% {1 << 31} AS TEXT) || ')'"
+        )
+        top = merge.STATE_CONFLICT_BASE + merge.STATE_CONFLICT_TOP
+        found.append(
+            (
+                f"CASE WHEN {_is_success(high)} AND {_is_failed(low)} THEN {top} - {low} END",
+                "'state'",
+                described,
+            )
+        )
+        field, text = merge.CONFLICT_COLUMNS
+        for side in (self.cur, self.new):
+            found.append((side(merge.CONFLICT_KEY), side(field), side(text)))
+        return found
+
+    def conflict(self, column: str) -> str:
+        found = self.candidates()
+        least = "LEAST" if connection.vendor == "postgresql" else "MIN"
+        top = (1 << 63) - 1
+        lowest = (
+            f"NULLIF({least}({', '.join(f'COALESCE({k}, {top})' for k, _, _ in found)}), {top})"
+        )
+        if column == merge.CONFLICT_KEY:
+            return lowest
+        at = 1 if column == merge.CONFLICT_COLUMNS[0] else 2
+        cases = " ".join(f"WHEN {c[0]} = {lowest} THEN {c[at]}" for c in found)
+        return f"CASE {cases} END"
+
+
+def _is_success(key: str) -> str:
+    success = merge.TERMINAL_ORDER[merge.SUCCESS]
+    return f"({key} >= {merge.SUCCESS_BAND} AND {key} %% 256 = {success})"
+
+
+def _is_failed(key: str) -> str:
+    return f"({key} >= {merge.TERMINAL_BAND} AND NOT {_is_success(key)})"
 
 
 def upsert(
@@ -58,9 +184,8 @@ def upsert(
     # A column no event filled gets the model's default on insert (None for nullable ones).
     defaults = {c: fields[c].get_default() for c in columns}
 
-    updates = ", ".join(
-        f"{qn(c)} = {_merge_expr(c, rule, rules, table)}" for c, rule in rules.items()
-    )
+    sql_rules = _Sql(rules, table)
+    updates = ", ".join(f"{qn(c)} = {sql_rules.expr(c)}" for c in rules)
     conflict_sql = ", ".join(qn(c) for c in conflict)
     column_sql = ", ".join(qn(c) for c in columns)
     ordered = sorted(rows, key=lambda r: tuple(r[c] for c in conflict))  # stable lock order

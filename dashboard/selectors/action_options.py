@@ -7,11 +7,13 @@ apply them to the rows they read, and show the reason instead of a form that wou
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 
 from dashboard.models import (
@@ -22,8 +24,10 @@ from dashboard.models import (
     TaskRun,
 )
 from dashboard.selectors.catalog import TaskCatalog, task_catalog
+from dashboard.selectors.retry_call import NameLookup, RetryCall, carried_tasks, retry_call
 
 Kind = OperatorAction.Kind
+BUILTIN_PREFIX: Final = "celery."
 
 PERMISSIONS: Final = {
     Kind.RETRY: "dashboard.retry_taskrun",
@@ -43,11 +47,19 @@ _STATES: Final = {
 
 
 def retry_precheck(catalog: TaskCatalog, task: TaskRun) -> str | None:
-    """Refusals that do not depend on the row's state: no recent worker of the shop has the task
-    (workers report their registered tasks when they start, and every few minutes after), or the
-    task opted out of operator retries."""
+    """Refusals that do not depend on the row's state: the task is one of Celery's built-ins, no
+    recent worker of the shop has the task (workers report their registered tasks when they start,
+    and every few minutes after), the task opted out of operator retries, or, with
+    ``TASKTRAIL_RETRY=declared``, it did not opt in."""
     if not task.name:
         return "its task name was not recorded"
+    if task.name.startswith(BUILTIN_PREFIX):
+        # map, starmap, chunks, chain, chord… run whatever task their arguments name: retrying
+        # one would run a task the catalog's checks never saw, with arguments nobody reviewed.
+        return (
+            f"{task.name} is one of Celery's built-in tasks, which run other tasks named in "
+            "their arguments; operators never retry them"
+        )
     known = catalog.get(task.name)
     if known is None:
         return (
@@ -56,6 +68,11 @@ def retry_precheck(catalog: TaskCatalog, task: TaskRun) -> str | None:
         )
     if not known.retryable:
         return f"{task.name} opts out of operator retries (not idempotent)"
+    if settings.TASKTRAIL_RETRY == "declared" and not known.declared_retryable:
+        return (
+            f"{task.name} does not declare tasktrail_retryable = True, and only tasks that do "
+            "are retried here (TASKTRAIL_RETRY=declared)"
+        )
     return None
 
 
@@ -114,13 +131,27 @@ def refusal_reason(kind: str, task: TaskRun | None) -> str:
 def why_not(kind: str, task: TaskRun | None, catalog: TaskCatalog | None) -> str | None:
     """None when ``kind`` would succeed on ``task`` as read, else the reason it is refused.
 
-    ``catalog`` is needed for retries (which task names the shop's workers have, which opt out)."""
-    if kind == Kind.RETRY and catalog is not None and task is not None:
-        why = retry_precheck(catalog, task)
+    ``catalog`` is what retries are checked against (which task names the shop's workers have,
+    which opt out); one is read when none is given, so no retry goes unchecked."""
+    if kind == Kind.RETRY and task is not None:
+        why = retry_precheck(catalog if catalog is not None else task_catalog(), task)
         if why is not None:
             return why
     if task is None or not claimable(kind, task):
         return refusal_reason(kind, task)
+    if kind == Kind.RETRY:
+        return unreadable_arguments(task)
+    return None
+
+
+def unreadable_arguments(task: TaskRun) -> str | None:
+    """Why the recorded arguments cannot be sent as a call (what cannot be shown is not sent)."""
+    try:
+        args, kwargs = json.loads(task.args or ""), json.loads(task.kwargs or "")
+    except (ValueError, TypeError, RecursionError):
+        return "its recorded arguments are not valid JSON"
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        return "its recorded arguments are not a list and a map"
     return None
 
 
@@ -131,6 +162,7 @@ def why_not(kind: str, task: TaskRun | None, catalog: TaskCatalog | None) -> str
 class ActionOption:
     kind: str
     why_not: str | None  # None: offered
+    call: RetryCall | None = None  # a retry offered: the exact call it sends, to confirm
 
     @property
     def offered(self) -> bool:
@@ -158,7 +190,11 @@ def task_action_options(
             continue
         if kind == Kind.RETRY and catalog is None:
             catalog = task_catalog()
-        options[kind] = ActionOption(kind, why_not(kind, task, catalog))
+        why = why_not(kind, task, catalog)
+        call = None
+        if kind == Kind.RETRY and why is None and catalog is not None:
+            call = retry_call(task, catalog)
+        options[kind] = ActionOption(kind, why, call)
     return options
 
 
@@ -169,32 +205,60 @@ def task_action_options(
 class BulkPreview:
     acted_on: int  # tasks the action will be taken on
     refused: list[tuple[str, int]]  # (reason, how many), most common first
+    names: list[tuple[str, int]] = field(default_factory=list)  # acted on, by task name
+    calls: list[tuple[str, RetryCall]] = field(default_factory=list)  # retry: (task id, call)
+    signature_count: int = 0  # retries whose arguments carry another task to run
 
     @property
     def refused_count(self) -> int:
         return sum(count for _, count in self.refused)
 
+    @property
+    def calls_not_shown(self) -> int:
+        return self.acted_on - len(self.calls)
+
 
 _PREVIEW_CHUNK: Final = 500
+# Retries whose exact call the bulk confirmation lists; the rest are counted by task name.
+PREVIEW_CALLS: Final = 50
 
 
 def bulk_preview(*, kind: str, task_ids: Sequence[str]) -> BulkPreview:
     """How many of ``task_ids`` the action would be taken on; why the others would be refused."""
     catalog = task_catalog() if kind == Kind.RETRY else None
     reasons: Counter[str] = Counter()
-    acted_on = 0
+    names: Counter[str] = Counter()
+    calls: list[tuple[str, RetryCall]] = []
+    carrying: list[tuple[str, RetryCall]] = []  # listed first: they run more than their name
+    signature_count = 0
+    lookup = NameLookup(catalog) if catalog is not None else None
+    fields = (*RULE_FIELDS, "queue", "arg_names") if kind == Kind.RETRY else RULE_FIELDS
     for start in range(0, len(task_ids), _PREVIEW_CHUNK):
         chunk = list(task_ids[start : start + _PREVIEW_CHUNK])
-        rows = {t.task_id: t for t in TaskRun.objects.filter(task_id__in=chunk).only(*RULE_FIELDS)}
+        # Retries read the arguments too: each call is checked for the tasks it carries.
+        rows = {t.task_id: t for t in TaskRun.objects.filter(task_id__in=chunk).only(*fields)}
         if catalog is not None:
             catalog.load(t.name for t in rows.values())
         for task_id in chunk:
-            why = why_not(kind, rows.get(task_id), catalog)
-            if why is None:
-                acted_on += 1
-            else:
-                reasons[_grouped(why)] += 1
-    return BulkPreview(acted_on=acted_on, refused=reasons.most_common())
+            task = rows.get(task_id)
+            why = why_not(kind, task, catalog)
+            if why is not None or task is None:
+                reasons[_grouped(why or "")] += 1
+                continue
+            names[task.name or ""] += 1
+            if catalog is not None:
+                carried = bool(carried_tasks(task))
+                signature_count += carried
+                listed = carrying if carried else calls
+                if len(listed) < PREVIEW_CALLS:
+                    listed.append((task_id, retry_call(task, catalog, lookup=lookup)))
+    return BulkPreview(
+        acted_on=sum(names.values()),
+        refused=reasons.most_common(),
+        names=names.most_common(),
+        calls=(carrying + calls)[:PREVIEW_CALLS],
+        signature_count=signature_count,
+    )
 
 
 def _grouped(why: str) -> str:

@@ -34,7 +34,7 @@ from dashboard.services import (
     task_run_terminate,
     task_runs_bulk,
 )
-from dashboard.views.access import viewer_required
+from dashboard.views.access import VIEW_TASKS, viewer_required
 from dashboard.views.outcomes import flash_outcome, htmx_status
 from dashboard.views.requests import HtmxHttpRequest
 
@@ -63,6 +63,8 @@ def _actions_panel(request: HtmxHttpRequest, task_id: str) -> dict[str, object]:
 
 def _respond(request: HtmxHttpRequest, task_id: str, result: ActionResult | None,
              error: str | None) -> HttpResponse:  # fmt: skip
+    if not request.user.has_perm(VIEW_TASKS):
+        return _answer_without_task(request, result, error)
     status = flash_outcome(request, result, error)
     if request.htmx:  # the message appears where the form was
         context = _actions_panel(request, task_id)
@@ -76,6 +78,24 @@ def _respond(request: HtmxHttpRequest, task_id: str, result: ActionResult | None
     return redirect(reverse("task-detail", args=[task_id]))
 
 
+def _answer_without_task(
+    request: HtmxHttpRequest, result: ActionResult | None, error: str | None
+) -> HttpResponse:
+    """The answer to someone who may not read task records: the refusal (or the input error) and
+    nothing of the task, neither its actions' history nor its state."""
+    message = error or (result.message if result else "")
+    status = 403 if result is not None and not result.permitted else 400
+    if request.htmx:
+        return render(
+            request,
+            "dashboard/partials/action_answer.html",
+            {"message": message},
+            status=htmx_status(status),
+        )
+    template = "403.html" if status == 403 else "dashboard/bad_request.html"
+    return render(request, template, {"message": message}, status=status)
+
+
 @require_POST
 @login_required
 def task_action(request: HtmxHttpRequest, task_id: str, kind: str) -> HttpResponse:
@@ -85,8 +105,6 @@ def task_action(request: HtmxHttpRequest, task_id: str, kind: str) -> HttpRespon
     if not is_task_id(task_id):
         return HttpResponse("No task with this id has been recorded.", status=404)
     reason = request.POST.get("reason", "")
-    if "\x00" in reason:
-        return _respond(request, task_id, None, "The reason contains a NUL character.")
     if kind == "terminate" and request.POST.get("confirm", "").strip() != "TERMINATE":
         return _respond(
             request, task_id, None, "Type TERMINATE to confirm stopping a running task."
@@ -137,8 +155,6 @@ def bulk_confirm(request: HtmxHttpRequest) -> HttpResponse:
 def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
     try:
         kind, ids, task_filter = _bulk_inputs(request.POST)
-        if "\x00" in request.POST.get("reason", ""):
-            raise ActionInputError("The reason contains a NUL character.")
         result = task_runs_bulk(
             user=request.user,  # type: ignore[arg-type]
             kind=kind,
