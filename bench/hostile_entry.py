@@ -12,7 +12,7 @@ Cases:
   written as rows, the cost of an entry of that size the monitor must take.
 - tiny items: 16.7 million empty maps (1 byte each), as in the attack that stalled the monitor
   for 4.5 s at 100 KB.
-- nested: 4,000 events (the cap), each holding ~4 KiB of nested empty lists.
+- nested: 4,000 events (the cap), each holding 3,616 nested lists in ~3.6 KiB.
 - long names: 4,000 events with a 4 KiB task name (each refused, "longer than 255").
 - one huge text: one event whose traceback is 16 MiB.
 """
@@ -63,13 +63,14 @@ def tiny_items(prefix: str) -> bytes:
 
 def nested(prefix: str) -> bytes:
     count = 4000
-    item = msgpack.packb(_event(f"{prefix}n", x=[[[]] * 15] * 15 * 17))  # ~4 KiB
-    return msgpack.Packer().pack_array_header(count) + item * min(count, SIZE // len(item))
+    item = msgpack.packb(_event(f"{prefix}n", x=[[[[]] * 15] * 15] * 15))  # ~3.6 KiB, 3,616 lists
+    return msgpack.Packer().pack_array_header(count) + item * count
 
 
 def long_names(prefix: str) -> bytes:
     count = 4000
-    item = msgpack.packb(_event(f"{prefix}l", name="n" * (SIZE // count - 80)))
+    bare = len(msgpack.packb(_event(f"{prefix}l", name="")))
+    item = msgpack.packb(_event(f"{prefix}l", name="n" * (SIZE // count - bare - 8)))
     return msgpack.Packer().pack_array_header(count) + item * count
 
 
@@ -80,7 +81,7 @@ def huge_text(prefix: str) -> bytes:
 CASES = (
     Case("normal", "2,000 valid events, ~8 KiB of arguments each (all written)", normal),
     Case("tiny items", "16.7M empty maps of 1 byte", tiny_items),
-    Case("nested", "4,000 events of ~4 KiB of nested lists", nested),
+    Case("nested", "4,000 events, each ~3.6 KiB of nested lists", nested),
     Case("long names", "4,000 events with a 4 KiB task name", long_names),
     Case("one huge text", "1 event with a 16 MiB traceback", huge_text),
 )
@@ -106,17 +107,19 @@ def run(bench: Bench, log: Callable[[str], None]) -> list[str]:
             )
             reply = json.loads(output.strip().splitlines()[-1])
             reply["dead_letters"] = bench.client.xlen(stream + ":dead")
+            first = bench.client.xrange(stream + ":dead", count=1)
+            reply["first_reason"] = first[0][1][b"reason"].decode()[:120] if first else ""
             reply["left"] = bench.client.xlen(stream)
         finally:
             bench.cleanup()
             for model in (TaskAttempt, TaskRun):
                 model.objects.filter(task_id__startswith=prefix).delete()
-        size = len(case.build(prefix)) if case.name == "normal" else SIZE
+        size = len(case.build(prefix))
         log(
             f"  {reply['seconds']:.2f} s, peak RSS {reply['peak_mb']:.0f} MB "
             f"(+{reply['peak_mb'] - reply['before_mb']:.0f}); {reply['events']} events, "
             f"{reply['rejected']} rejected, {reply['dead_letters']} dead letters, "
-            f"{reply['log_lines']} log lines"
+            f"{reply['log_lines']} log lines; first dead letter: {reply['first_reason'] or '-'}"
         )
         results.append((case, size, reply))
     return markdown(results)
