@@ -330,3 +330,13 @@ def test_worker_ready_with_recording_off_reports_nothing(redis_client, monkeypat
     catalog.install(app, lambda: None)
     catalog._on_worker_ready(sender=SimpleNamespace(app=app, hostname="shop@h"))
     assert catalog.current() is None and redis_client.xlen(settings.TASKTRAIL_STREAM) == 0
+
+
+def test_a_catalog_of_millions_of_empty_maps_is_refused_before_they_are_built():
+    count = catalog.MAX_ENTRY_BYTES - 100  # 4 MiB of 1-byte maps in the task list
+    body = b"\x81\xa5tasks\xdd" + count.to_bytes(4, "big") + b"\x80" * count
+    with pytest.raises(catalog.CatalogError, match="not msgpack"):
+        catalog.decode_catalog({b"c": body})
+    nested = b"\x81\xa5tasks\xdc" + (5000).to_bytes(2, "big") + (b"\x9f" + b"\x90" * 15) * 5000
+    with pytest.raises(catalog.CatalogError, match="not msgpack"):  # 80,000 lists in 85 KB
+        catalog.decode_catalog({b"c": nested})

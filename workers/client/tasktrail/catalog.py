@@ -241,8 +241,17 @@ def decode_catalog(fields: Mapping[bytes, bytes]) -> Decoded:
         raise CatalogError("catalog entry has no 'c' field", dict(fields))
     if len(packed) > MAX_ENTRY_BYTES:
         raise CatalogError(f"catalog entry larger than {MAX_ENTRY_BYTES} bytes", packed[:1024])
+    containers = _Containers()  # so 4 MiB of empty maps is refused, never built
     try:
-        body = msgpack.unpackb(packed, raw=False, strict_map_key=True)
+        body = msgpack.unpackb(
+            packed,
+            raw=False,
+            strict_map_key=True,
+            max_array_len=2 * MAX_TASKS,
+            max_map_len=64,
+            object_hook=containers,
+            list_hook=containers,
+        )
     except Exception as exc:  # any bytes may arrive here, nested as deep as they like
         raise CatalogError(f"catalog not msgpack: {type(exc).__name__}", packed[:4096]) from None
     if not isinstance(body, dict):
@@ -290,6 +299,20 @@ def decode_catalog(fields: Mapping[bytes, bytes]) -> Decoded:
         truncated=truncated + len(invalid),
     )
     return Decoded(report, invalid)
+
+
+class _Containers:
+    """Counts the maps or lists a catalog builds: the body, its task list and each task with its
+    parameter names. Past that number it is not a catalog, and unpacking stops at once."""
+
+    def __init__(self) -> None:
+        self.left = 2 * MAX_TASKS + 8
+
+    def __call__(self, value: Any) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise ValueError("more maps and lists than a catalog holds")
+        return value
 
 
 def _task_info(item: object) -> TaskInfo | str:
