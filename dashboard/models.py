@@ -191,6 +191,15 @@ class TaskRun(models.Model):
         return dt.datetime.fromtimestamp((ms + constants.IDENTITY_EPOCH_MS) / 1000, tz=dt.UTC)
 
     @property
+    def identity_conflict_first(self) -> str:
+        """What the row holds for the conflict's field: the first publish's value (or SUCCESS)."""
+        field = self.identity_conflict_field
+        if field not in ("name", "queue", "args", "kwargs", "state"):
+            return ""
+        value = getattr(self, field)
+        return "" if value is None else str(value)[:500]
+
+    @property
     def is_finished(self) -> bool:
         return self.state in constants.TERMINAL_STATES
 

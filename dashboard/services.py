@@ -72,6 +72,7 @@ CHUNK: Final = 250
 _ACTION_FIELDS: Final = (
     "task_id", "name", "queue", "state", "args", "kwargs", "args_dropped", "retried_as",
     "cancel_requested_at", "terminate_requested_at", "trace_id", "trace_sampled",
+    "identity_conflict_key",
 )  # fmt: skip
 # The compare-and-swap's condition: the task may be acted on, and nobody has yet.
 _CLAIMABLE: Final[dict[str, Q]] = {
@@ -80,6 +81,7 @@ _CLAIMABLE: Final[dict[str, Q]] = {
         retried_as__isnull=True,
         args__isnull=False,
         kwargs__isnull=False,
+        identity_conflict_key__isnull=True,  # an admin clears a conflict first
     ),
     Kind.CANCEL: Q(state__in=CANCELLABLE_STATES, cancel_requested_at__isnull=True),
     Kind.TERMINATE: Q(state__in=TERMINABLE_STATES, terminate_requested_at__isnull=True),

@@ -37,7 +37,7 @@ PERMISSIONS: Final = {
 # The columns the rules read.
 RULE_FIELDS: Final = (
     "task_id", "name", "state", "args", "kwargs", "args_dropped", "retried_as",
-    "cancel_requested_at", "terminate_requested_at",
+    "cancel_requested_at", "terminate_requested_at", "identity_conflict_key",
 )  # fmt: skip
 _STATES: Final = {
     Kind.RETRY: RETRYABLE_STATES,
@@ -139,9 +139,19 @@ def why_not(kind: str, task: TaskRun | None, catalog: TaskCatalog | None) -> str
             return why
     if task is None or not claimable(kind, task):
         return refusal_reason(kind, task)
+    if kind == Kind.RETRY and task.identity_conflict_key is not None:
+        return IDENTITY_CONFLICT
     if kind == Kind.RETRY:
         return unreadable_arguments(task)
     return None
+
+
+# A later event disagreed with the task's first publish (dashboard.ingest.merge): what a retry
+# would send may not be what was first asked for.
+IDENTITY_CONFLICT: Final = (
+    "identity conflict: an event disagreed with the task's first publish; not retryable until an "
+    "admin clears it"
+)
 
 
 def unreadable_arguments(task: TaskRun) -> str | None:
