@@ -30,6 +30,7 @@ WINDOW_SECONDS = 90.0
 QUICK_WINDOW_SECONDS = 30.0
 SETTLE_SECONDS = 5.0  # after "ready": imports, first connections, the catalog report
 BEATS = 2000
+TICK = 0.01  # /proc's CPU time resolution (USER_HZ 100)
 
 
 def __getattr__(name: str) -> Any:
@@ -126,6 +127,13 @@ def one_beat(bench: Bench, beats: int) -> dict[str, float]:
     return {"cpu_us": statistics.median(cpu), "wall_us": statistics.median(wall), "beats": beats}
 
 
+def _added(seconds: float, window: float) -> str:
+    """What a variant added over the window, per hour; under /proc's 10 ms tick it is noise."""
+    if abs(seconds) < TICK:
+        return f"under the {TICK * 1000:.0f} ms tick in {window:.0f} s"
+    return f"{seconds * 3600 / window:+.1f} s ({seconds / window:.2%} of a core)"
+
+
 def markdown(idle: dict[str, float], beat: dict[str, float], window: float) -> list[str]:
     hour = 3600 / window
     off = idle["off"]
@@ -138,10 +146,7 @@ def markdown(idle: dict[str, float], beat: dict[str, float], window: float) -> l
         + " | ".join(f"{idle[label] * hour:.1f} s" for label in labels)
         + " |",
         "| added by heartbeats, per hour | — | "
-        + " | ".join(
-            f"{(idle[label] - off) * hour:+.1f} s ({(idle[label] - off) / window:.2%} of a core)"
-            for label in labels[1:]
-        )
+        + " | ".join(_added(idle[label] - off, window) for label in labels[1:])
         + " |",
         "| ratio to off | 1.00 | "
         + " | ".join(f"{idle[label] / off:.2f}" if off > 0 else "n/a" for label in labels[1:])

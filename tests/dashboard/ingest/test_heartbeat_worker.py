@@ -138,7 +138,11 @@ def test_a_solo_worker_busy_far_longer_than_the_threshold_is_never_lost(
         time.sleep(0.5)
     assert state(task_id) == "SUCCESS"
     assert len(beats_seen) >= 8  # it beat all along the task, not only between tasks
-    worker = until(lambda: (w := row(queue)) and w.processed == 1 and w, 10, "the count")
+    worker = until(
+        lambda: cycle(runner, redis_client) == 0 and (w := row(queue)) and w.processed == 1 and w,
+        10,
+        "the count",
+    )
     assert (worker.pool, worker.concurrency, worker.queues) == ("solo", 1, [queue])
     assert worker.release == "2026.12-test" and worker.celery_version
 
