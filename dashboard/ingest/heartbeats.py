@@ -11,9 +11,10 @@ previous heartbeat of the same incarnation; a new incarnation starts from its ow
 incarnation also means the earlier process died or stopped: its STARTED tasks that began before
 the new one and that the new one does not run are LOST (``dashboard.ingest.lost``).
 
-A goodbye makes the worker offline (never gone). A heartbeat of an incarnation that already said
-goodbye is a late one and is ignored, as is one whose counters are behind the stored ones (two
-monitors taking beats out of order).
+A goodbye makes the worker offline (never gone); tasks it says it still runs then (a cold
+shutdown ends them) are LOST, with no incident: the worker stopped, nobody lost it. A heartbeat
+of an incarnation that already said goodbye is a late one and is ignored, as is one whose
+counters are behind the stored ones (two monitors taking beats out of order).
 
 Cheap by design: one batch of heartbeats costs one locking read of the rows concerned, one write of
 them, and one read and one write of the minute's counts; pruning counts older than a day runs at
@@ -70,6 +71,7 @@ def write_heartbeats(
     hosts = list(dict.fromkeys(beat.hostname for beat in beats))
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     restarted: list[tuple[str, dt.datetime, tuple[str, ...]]] = []
+    abandoned: list[tuple[str, tuple[str, ...]]] = []
     with transaction.atomic():
         rows = _locked_rows(hosts, now)
         changed: dict[str, Worker] = {}
@@ -90,6 +92,8 @@ def write_heartbeats(
                 restarted.append((beat.hostname, started_at, beat.running))
                 if row.pid is not None:
                     written.restarts += 1
+            if beat.goodbye and beat.running:
+                abandoned.append((beat.hostname, beat.running))
             if delta[0] or delta[1]:
                 counts[beat.hostname][0] += delta[0]
                 counts[beat.hostname][1] += delta[1]
@@ -100,6 +104,8 @@ def write_heartbeats(
         _add_counts(counts, minute)
         for hostname, started_at, running in restarted:
             written.lost += mark_lost(hostname, started_before=started_at, keep=running)
+        for hostname, running in abandoned:
+            written.lost += mark_lost(hostname, only=running)
     written.workers = len(changed)
     _maybe_prune(now)
     return written

@@ -14,11 +14,18 @@ from dashboard.models import TaskRun, TaskState, Worker
 
 
 def mark_lost(
-    worker: str, *, started_before: dt.datetime | None = None, keep: Collection[str] = ()
+    worker: str,
+    *,
+    started_before: dt.datetime | None = None,
+    keep: Collection[str] = (),
+    only: Collection[str] | None = None,
 ) -> int:
     """The worker's STARTED tasks become LOST: all of them, or (a restart under the same name)
-    those that started before ``started_before`` and are not in ``keep`` (still running)."""
+    those that started before ``started_before`` and are not in ``keep`` (still running), or
+    (a goodbye that left tasks running) those in ``only``."""
     rows = TaskRun.objects.filter(worker=worker, state=TaskState.STARTED)
+    if only is not None:
+        rows = rows.filter(task_id__in=list(only))
     if started_before is not None:
         rows = rows.filter(started_at__lt=started_before)
     if keep:

@@ -177,3 +177,13 @@ def test_the_monitor_writes_heartbeats_and_dead_letters_bad_ones(redis_client):
     assert any("hostname" in reason for reason in dead)
     assert any("not msgpack" in reason for reason in dead)
     assert redis_client.xlen(stream) == 0  # every entry acknowledged
+
+
+def test_a_goodbye_with_tasks_still_running_loses_only_those():
+    write_heartbeats([beat()], now=at(T0))
+    abandoned = started("w1@h", T0 + 1)  # a cold shutdown ends it
+    elsewhere = started("w1@h", T0 + 2)  # not listed: its end may still arrive
+    write_heartbeats([beat(goodbye=True, running=(abandoned,), running_count=1)], now=at(T0 + 5))
+    states = dict(TaskRun.objects.values_list("task_id", "state"))
+    assert (states[abandoned], states[elsewhere]) == ("LOST", "STARTED")
+    assert Worker.objects.get().status == Worker.Status.OFFLINE
