@@ -95,9 +95,9 @@ class Worker:
     def log(self) -> str:
         return "" if self.child is None else self.child.output.text
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
-        if self.child is not None:
-            self.child.stop(sig, timeout)
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        """Its exit code (None: never started)."""
+        return None if self.child is None else self.child.stop(sig, timeout)
 
 
 @pytest.fixture

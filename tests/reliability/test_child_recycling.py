@@ -59,7 +59,10 @@ def test_recycled_pool_processes_lose_no_event_nor_span(
     monitor = start_monitor(consumer="recycled-monitor")
     publish_ticks(tasks, "C")
     wait_for(lambda: ticks_done(redis_client) == tasks, 60 + tasks / 5, "the workers")
-    worker.stop()  # warm shutdown: the last pool processes leave too
+    # Warm shutdown: the last pool processes leave too. On a loaded machine the pool's exit flushes
+    # can take a while; a worker killed after the wait would lose what it held, so wait long and
+    # say so if it came to that.
+    assert worker.stop(timeout=180) == 0, worker.log
     run_span = f"run/{rtasks.tick.name}"
     spans = receiver.wait_for(
         lambda found: (
