@@ -100,10 +100,13 @@ class ActionResult:
     refused: dict[str, str] = field(default_factory=dict)  # task id -> why
     new_task_ids: dict[str, str] = field(default_factory=dict)  # retried id -> new id
     failed: dict[str, str] = field(default_factory=dict)  # task id -> why its call failed
+    # What to tell the person when the audit row says something else (a refusal counted on the
+    # row of refusals past the limit).
+    note: str | None = None
 
     @property
     def message(self) -> str:
-        return self.action.message
+        return self.note if self.note is not None else self.action.message
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -452,12 +455,18 @@ def _act(
         else:
             message = f"Refused: {next(iter(refused.values()), 'nothing selected')}."
             outcome = Outcome.REFUSED
-        action = _audit(
-            user=user, kind=kind, reason=reason, outcome=outcome, message=message,
-            targets=[(t, Outcome.PENDING, "") for t in result_done]
-            + [(t, Outcome.REFUSED, why) for t, why in refused.items()],
-            bulk=bulk, scope=scope,
-        )  # fmt: skip
+        targets = [(t, Outcome.PENDING, "") for t in result_done]
+        targets += [(t, Outcome.REFUSED, why) for t, why in refused.items()]
+        if result_done:
+            action = _audit(
+                user=user, kind=kind, reason=reason, outcome=outcome, message=message,
+                targets=targets, bulk=bulk, scope=scope,
+            )  # fmt: skip
+        else:  # refused whole: counted past the limit, like a refusal for want of the role
+            action = _audit_refusal(
+                user=user, kind=kind, reason=reason, message=message, targets=targets,
+                bulk=bulk, scope=scope,
+            )  # fmt: skip
         if result_done:
             tasks = [claims.tasks[t] for t in result_done]
             transaction.on_commit(
@@ -468,42 +477,54 @@ def _act(
     done = [t for t in result_done if t not in calls.failed] if calls.made else result_done
     new_ids = {t: claims.new_ids[t] for t in done if t in claims.new_ids}
     return ActionResult(
-        action=action, done=done, refused=refused, new_task_ids=new_ids, failed=dict(calls.failed)
-    )
+        action=action, done=done, refused=refused, new_task_ids=new_ids, failed=dict(calls.failed),
+        note=None if result_done else message,
+    )  # fmt: skip
 
 
 def _refuse_unpermitted(
     *, user: User, kind: str, task_ids: Sequence[str], reason: str, bulk: bool, scope: str
 ) -> ActionResult:
-    """Audit a refusal for want of the role: each one, up to ``refusals.LIMIT`` a minute per
-    person; past it one row for the rest of the minute, whose message counts them."""
-    refused = dict.fromkeys(task_ids, "")
+    """Refuse for want of the role, audited as ``_audit_refusal`` does."""
     message = f"{user.get_username()} may not {kind} tasks."
+    action = _audit_refusal(
+        user=user, kind=kind, reason=reason, message=message,
+        targets=[(t, Outcome.REFUSED, "not permitted") for t in task_ids], bulk=bulk, scope=scope,
+    )  # fmt: skip
+    return ActionResult(
+        action=action, permitted=False, refused=dict.fromkeys(task_ids, ""), note=message
+    )
+
+
+def _audit_refusal(
+    *, user: User, kind: str, reason: str, message: str,
+    targets: Sequence[tuple[str, str, str]], bulk: bool, scope: str,
+) -> OperatorAction:  # fmt: skip
+    """The audit row of a refused action: one each, up to ``refusals.LIMIT`` a minute per person;
+    past it one row for the rest of that minute, without reasons or targets, counting them."""
     count = refusals.count(user)
     if count is None or count.recorded:
-        action = _audit(
+        return _audit(
             user=user, kind=kind, reason=reason, outcome=Outcome.REFUSED, message=message,
-            targets=[(t, Outcome.REFUSED, "not permitted") for t in task_ids],
-            bulk=bulk, scope=scope,
+            targets=targets, bulk=bulk, scope=scope,
         )  # fmt: skip
-        return ActionResult(action=action, permitted=False, refused=refused)
     counted = (
-        f"{message} {count.over} more refused action{'s' if count.over != 1 else ''} this "
-        f"minute, over the limit of {refusals.LIMIT} recorded one by one, counted here only."
+        f"{count.over} more refused action{'s' if count.over != 1 else ''} by "
+        f"{user.get_username()} this minute, over the limit of {refusals.LIMIT} recorded one by "
+        f"one, counted here only. The latest: {message}"
     )
     row_id = refusals.summary_row(user, count.window)
     summary = OperatorAction.objects.filter(pk=row_id).first() if row_id is not None else None
     if summary is None:
-        action = _audit(
+        summary = _audit(
             user=user, kind=kind, reason="(over the limit: reasons not recorded)",
             outcome=Outcome.REFUSED, message=counted, bulk=bulk, scope="",
         )  # fmt: skip
-        refusals.remember_summary_row(user, count.window, action.pk)
+        refusals.remember_summary_row(user, count.window, summary.pk)
     else:
-        action = summary
-        action.message = counted
-        action.save(update_fields=["message"])
-    return ActionResult(action=action, permitted=False, refused=refused)
+        summary.message = counted
+        summary.save(update_fields=["message"])
+    return summary
 
 
 def task_run_retry(*, user: User, task_id: str, reason: str) -> ActionResult:
@@ -605,8 +626,30 @@ def task_runs_bulk(
     )  # fmt: skip
 
 
-def api_token_create(*, user: User, name: str) -> str:
-    """Create a token for ``user`` and return it; only its hash is kept."""
+def api_token_create(*, user: User, name: str, expires_days: int | None = None) -> str:
+    """Create a token for ``user`` and return it; only its hash is kept. It is refused after
+    ``expires_days`` (default ``TASKTRAIL_API_TOKEN_DAYS``)."""
+    days = settings.TASKTRAIL_API_TOKEN_DAYS if expires_days is None else expires_days
+    if not 1 <= days <= ApiToken.MAX_DAYS:
+        raise ValueError(f"a token expires after 1 to {ApiToken.MAX_DAYS} days, not {days}")
     key = ApiToken.new_key()
-    ApiToken.objects.create(user=user, name=name[:100], key_hash=ApiToken.hash(key))
+    ApiToken.objects.create(
+        user=user,
+        name=name[:100],
+        key_hash=ApiToken.hash(key),
+        expires_at=timezone.now() + dt.timedelta(days=days),
+    )
+    logger.info("API token %r created for %s, expires in %d days", name[:100], user, days)
     return key
+
+
+def api_tokens_revoke(*, token_ids: Sequence[int] = (), username: str | None = None) -> int:
+    """Revoke tokens by id, or every token of ``username``; returns how many were still live."""
+    tokens = ApiToken.objects.filter(revoked_at__isnull=True)
+    if username is not None:
+        tokens = tokens.filter(user__username=username)
+    else:
+        tokens = tokens.filter(pk__in=list(token_ids))
+    revoked = tokens.update(revoked_at=timezone.now())
+    logger.info("API tokens revoked: %d (ids %s, user %s)", revoked, list(token_ids), username)
+    return revoked

@@ -6,6 +6,7 @@ span id never stops a retry. Real database, real Redis (the broker and the strea
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -197,12 +198,26 @@ def test_refusals_past_the_limit_are_counted_on_one_row_not_recorded_each(redis_
     assert refusals.LIMIT + 1 <= len(rows) <= refusals.LIMIT + 2
     assert [r.reason for r in rows[: refusals.LIMIT]] == [f"try {i}" for i in range(refusals.LIMIT)]
     summaries = [r for r in rows if "counted here only" in r.message]
-    counted = sum(int(r.message.split(" more refused")[0].rsplit(" ", 1)[1]) for r in summaries)
+    counted = sum(int(re.match(r"(\d+) more refused", r.message)[1]) for r in summaries)
     recorded = len(rows) - len(summaries)
     assert recorded + counted == total
     assert all(r.outcome == "refused" and r.target_count == 0 for r in summaries)
     assert OperatorActionTarget.objects.count() == recorded  # one target each, none past it
     assert TaskRun.objects.get(task_id=task_id).retried_as is None
+
+
+def test_an_operators_refused_retries_past_the_limit_are_counted_too(redis_client):
+    operator = user_in("operator")
+    task_id = failed("shop.never_registered")
+    results = [task_run_retry(user=operator, task_id=task_id, reason="again") for _ in range(15)]
+    assert all("no recent worker" in r.message for r in results)  # each is told why
+    assert all("no recent worker" in r.refused[task_id] for r in results)
+    rows = OperatorAction.objects.count()
+    assert refusals.LIMIT + 1 <= rows <= refusals.LIMIT + 2
+    assert queued(redis_client) == []
+    # an action that is carried out is always recorded
+    done = task_run_retry(user=operator, task_id=failed("workers.tasks.send_invoice"), reason="x")
+    assert done.done and OperatorAction.objects.filter(outcome="done").count() == 1
 
 
 def test_each_person_has_a_limit_of_their_own(redis_client):
