@@ -36,10 +36,7 @@ class HeartbeatProbe:
         self.clock = clock
 
     def __call__(self) -> WorkersSeen | None:
-        """None (cannot tell) when no worker ever sent a heartbeat: workers of a client too old
-        to send them must not read as "no consumer"."""
-        if not Worker.objects.exists():
-            return None
+        """No row online: no consumer (workers must run a client that sends heartbeats)."""
         rows = Worker.objects.filter(status=Worker.Status.ONLINE).values_list("hostname", "queues")
         return WorkersSeen(
             at=self.clock(),

@@ -363,7 +363,7 @@ def test_a_monitor_behind_the_stream_does_not_take_its_backlog_for_silence(
 
 def test_queue_consumers_come_from_the_live_workers_heartbeats(redis_client):
     clock = Clock()
-    assert HeartbeatProbe(clock)() is None  # no heartbeat ever: cannot tell, not "no consumer"
+    assert HeartbeatProbe(clock)() == WorkersSeen(clock.now, {})  # none: no consumer
     heartbeat("w1@h", clock, queues=("default", "mail"))
     heartbeat("w2@h", clock, queues=("mail",))
     heartbeat("w3@h", clock, queues=("mail",), goodbye=True)
