@@ -212,3 +212,12 @@ def test_a_huge_reason_over_http_is_refused_and_nothing_large_is_stored(redis_cl
     assert TaskRun.objects.get(task_id=task_id).retried_as is None
     audit, _ = client_for("admin")
     assert len(audit.get(reverse("audit")).content) < 200_000
+
+
+def test_the_bulk_calls_are_listed_only_to_those_who_may_retry():
+    task_id = failed("shop.pay", ["PAY-1", TOKEN])
+    viewer, _ = client_for("viewer")
+    body = viewer.get(reverse("bulk-confirm"), {"action": "retry", "task_id": [task_id]})
+    text = text_of(body.content.decode())
+    assert "Your role does not allow this action." in text
+    assert "What will be sent" not in text and "PAY-1" not in text
