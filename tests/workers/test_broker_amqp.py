@@ -1,8 +1,10 @@
 """Queues on a real RabbitMQ: depth and consumers by passive declares, a queue that does not exist,
 and the management API's figures.
 
-The management plugin is not assumed to run here: its tests answer from a local HTTP server that
-speaks the API's ``/api/queues/<vhost>`` the way RabbitMQ documents it (and say so)."""
+The management plugin is not assumed to run everywhere: one test reads the real plugin when it
+answers on 127.0.0.1:15672 (and skips saying so when it does not); the others answer from a local
+HTTP server that speaks the API's ``/api/queues/<vhost>`` as RabbitMQ documents it, to show what a
+refusing or odd API does."""
 
 from __future__ import annotations
 
@@ -25,10 +27,11 @@ from kombu import Connection
 
 from tests.processes import Child, spawn
 from workers.broker import IDLE_SINCE, LIST, OLDEST_PUBLISHED, UNACKED, reader_for
-from workers.broker_amqp import AmqpReader, parse_idle_since
+from workers.broker_amqp import AmqpReader, ApiError, ManagementApi, parse_idle_since
 
 RABBIT = os.environ.get("TASKTRAIL_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 API_SECRET = "api-pass-0451"
+REAL_API = os.environ.get("TASKTRAIL_TEST_RABBITMQ_API", "http://guest:guest@127.0.0.1:15672/api/")
 
 
 def unreachable(url: str) -> str | None:
@@ -215,6 +218,31 @@ def test_a_management_api_refusing_is_a_note_without_its_password(rabbit, queue,
     assert reading.error == ""
     assert reading.notes and "401" in reading.notes[0]
     assert "wrong-pass-99" not in " ".join(reading.notes)
+
+
+def test_the_real_management_api_counts_a_message_held_unacknowledged(rabbit, queue, tmp_path):
+    try:
+        ManagementApi(REAL_API, "/").queues()
+    except ApiError as exc:
+        pytest.skip(f"RabbitMQ's management plugin is not answering: {exc}")
+    publish(rabbit, queue, 3, tmp_path)
+    reader = reader_for(rabbit, {}, rabbitmq_api=REAL_API)
+    with Connection(rabbit, connect_timeout=2) as conn:
+        channel: Any = conn.channel()
+        held = channel.basic_get(queue, no_ack=False)  # taken, not acknowledged: "unacked"
+        assert held is not None
+        try:
+            # the API's figures come from its statistics, refreshed every few seconds
+            got = wait_until(
+                "the API's count of the held message",
+                lambda: (q := reader.read([queue]).queues[queue]).unacked == 1 and q,
+                timeout=30,
+            )
+            assert queue in (reader.list_queues() or [])
+        finally:
+            reader.close()
+            channel.basic_reject(held.delivery_tag, requeue=True)
+    assert (got.depth, got.consumers) == (2, 0)  # depth: ready messages, from the passive declare
 
 
 @pytest.mark.parametrize(
