@@ -143,7 +143,11 @@ class StreamWriter:
         while not self._stop.is_set():
             self._wake.wait(self.flush_interval)
             self._wake.clear()
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # a bug here must not end recording for the process's life
+                logger.exception("tasktrail recorder: writing events failed (will try again)")
+                self._stop.wait(self.max_backoff)
 
     def flush(self) -> bool:
         """Write everything buffered. False when Redis could not take it (kept for later)."""
