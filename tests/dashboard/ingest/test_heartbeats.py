@@ -187,3 +187,29 @@ def test_a_goodbye_with_tasks_still_running_loses_only_those():
     states = dict(TaskRun.objects.values_list("task_id", "state"))
     assert (states[abandoned], states[elsewhere]) == ("LOST", "STARTED")
     assert Worker.objects.get().status == Worker.Status.OFFLINE
+
+
+def test_a_hostile_heartbeat_is_stored_bounded_on_the_monitors_clock():
+    from tasktrail.heartbeat import decode_heartbeat
+
+    body = msgpack.unpackb(encode_heartbeat(beat())[ENTRY_FIELD], raw=False)
+    body.update(
+        hostname="h" * 255,
+        ts=32_000_000_000.0,  # year 2984: a clock far ahead
+        started_at=31_000_000_000.0,
+        app="a\r\n" * 500,
+        release="\x00\x1b" + "r" * 1000,
+        queues=["q" * 1000] * 100,
+        running=[f"t{i}" for i in range(1000)],
+        running_count=2**31 - 1,
+        processed=2**62 - 1,
+    )
+    decoded = decode_heartbeat({ENTRY_FIELD: msgpack.packb(body)})
+    write_heartbeats([decoded], now=at(T0))
+    row = Worker.objects.get()
+    assert row.last_heartbeat_at == at(T0) and row.started_at == at(T0)
+    assert len(row.app_name) == 255 and "\n" not in row.app_name and "\r" not in row.app_name
+    assert row.release == "r" * 255
+    assert len(row.queues) == 1 and row.queues[0] == "q" * 255  # the same name once
+    assert len(row.running) == 100 and row.running_count == 2**31 - 1
+    assert row.processed == 2**62 - 1
