@@ -253,12 +253,17 @@ class ApiToken(models.Model):
     """A bearer token for the read-only JSON API. Only a hash is stored; the token is shown once."""
 
     PREFIX = "tt_"
+    MAX_DAYS = 3650  # the longest life a token can be given
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     name = models.CharField(max_length=100, help_text="What the token is for.")
     key_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(help_text="Refused from this time on.")
+    revoked_at = models.DateTimeField(
+        null=True, blank=True, help_text="Refused from this time on; set by a revoke."
+    )
 
     class Meta:
         verbose_name = "API token"

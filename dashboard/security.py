@@ -1,5 +1,6 @@
-"""HTTP hardening that Django 5.2 does not ship: a Content-Security-Policy header, and the login
-lockout check (django-axes) as an authentication backend."""
+"""HTTP hardening that Django 5.2 does not ship: a Content-Security-Policy header, the login
+lockout check (django-axes) as an authentication backend, and a limit on failures per client
+address across usernames (password spraying)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from axes.backends import AxesStandaloneBackend
+from axes.exceptions import AxesBackendPermissionDenied
+from axes.handlers.proxy import AxesProxyHandler
+from axes.models import AccessAttempt
+from django.conf import settings
+from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
 # Scripts only from this origin, and no eval: an injected <script>, on…= attribute or htmx
 # expression (a trigger filter, hx-on, js: values) never runs. htmx is told not to eval at all
@@ -48,8 +55,32 @@ def lockout_username(request: HttpRequest, credentials: dict[str, Any] | None = 
     return None if value is None else str(value)[:150]
 
 
+def address_failures(ip_address: str | None) -> int:
+    """Failed logins (and refused API tokens) from one client address within the cool-off, over
+    every username: read from django-axes' own rows (one per username, address and user agent,
+    deleted after the cool-off), so the count needs no store of its own."""
+    if not ip_address:
+        return 0
+    since = timezone.now() - settings.AXES_COOLOFF_TIME
+    total = AccessAttempt.objects.filter(ip_address=ip_address, attempt_time__gte=since).aggregate(
+        n=Sum("failures_since_start")
+    )["n"]
+    return int(total or 0)
+
+
+def address_locked_out(request: HttpRequest) -> bool:
+    """True once the request's client address reached ``TASKTRAIL_LOGIN_ADDRESS_FAILURES``
+    failures across usernames (password spraying); 0 turns the limit off."""
+    limit = int(getattr(settings, "TASKTRAIL_LOGIN_ADDRESS_FAILURES", 0))
+    if limit <= 0:
+        return False
+    AxesProxyHandler.update_request(request)  # sets axes_ip_address as the lockout reads it
+    return address_failures(getattr(request, "axes_ip_address", None)) >= limit
+
+
 class LoginLockoutBackend(AxesStandaloneBackend):
-    """Refuses a login while its username and client address are locked out.
+    """Refuses a login while its username and client address are locked out, or while the
+    address has failed too often across usernames.
 
     A call without a request (a shell, a management command) has no client address to count
     against: it is not checked, and the next backend decides as usual.
@@ -64,4 +95,12 @@ class LoginLockoutBackend(AxesStandaloneBackend):
     ) -> None:
         if request is None:
             return None
-        return super().authenticate(request, username, password, **kwargs)
+        super().authenticate(request, username, password, **kwargs)
+        if address_locked_out(request):
+            # The lockout middleware shows the locked-out page (429); with
+            # AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT off the refusal adds no row, so a
+            # locked-out address cannot grow the table with new usernames.
+            request.axes_locked_out = True  # type: ignore[attr-defined]
+            request.tasktrail_address_locked_out = True  # type: ignore[attr-defined]
+            raise AxesBackendPermissionDenied("too many failed logins from this address")
+        return None

@@ -170,6 +170,12 @@ AXES_COOLOFF_TIME = dt.timedelta(
 )
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# Password spraying (a few guesses at many usernames from one address): after this many failed
+# logins or refused API tokens from one address, across usernames, within the cool-off, that
+# address is refused too (dashboard.security; 0: off). Unlock early: `manage.py axes_reset_ip IP`.
+TASKTRAIL_LOGIN_ADDRESS_FAILURES = int(os.environ.get("TASKTRAIL_LOGIN_ADDRESS_FAILURES", "20"))
+# A refused attempt while locked out is not recorded: the rows stay bounded per address.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_USERNAME_CALLABLE = "dashboard.security.lockout_username"
 AXES_VERBOSE = False
@@ -323,6 +329,8 @@ TASKTRAIL_QUEUE_PAUSE_REMIND_SECONDS = float(
 TASKTRAIL_ALERT_EMAILS = env_list("TASKTRAIL_ALERT_EMAILS", "")
 # Links in the mail point here.
 TASKTRAIL_BASE_URL = os.environ.get("TASKTRAIL_BASE_URL", "http://127.0.0.1:8000")
+# API tokens expire this many days after they are created unless `--expires-days` says otherwise.
+TASKTRAIL_API_TOKEN_DAYS = int(os.environ.get("TASKTRAIL_API_TOKEN_DAYS", "90"))
 # /metrics answers only with `Authorization: Bearer <this token>`; unset, /metrics is off (404).
 TASKTRAIL_METRICS_TOKEN = os.environ.get("TASKTRAIL_METRICS_TOKEN", "")
 

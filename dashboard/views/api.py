@@ -1,17 +1,22 @@
 """Read-only JSON API: ``GET /api/tasks`` and ``GET /api/tasks/<task_id>``.
 
 Authenticated by the session (a logged-in browser) or ``Authorization: Bearer tt_…``.
-Errors are JSON: ``{"error": "…"}`` with 400, 401 or 404.
+Errors are JSON: ``{"error": "…"}`` with 400, 401, 404, or 429 once an address has sent too many
+refused tokens (counted as failed logins: see dashboard.security). A refused token is logged with
+the client address, never the token.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
+from django.contrib.auth.signals import user_login_failed
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
@@ -19,17 +24,43 @@ from django.views.decorators.http import require_GET
 from dashboard.filters import FilterError, is_task_id, parse_number, parse_task_filter
 from dashboard.models import TaskAttempt, TaskRun
 from dashboard.pagination import Cursor
-from dashboard.redaction import redacted_call
-from dashboard.selectors.api_tokens import api_token_user
+from dashboard.redaction import redacted_call, scrub_text
+from dashboard.security import address_locked_out
+from dashboard.selectors.api_tokens import Refusal, TokenCheck, check_api_token
+from dashboard.selectors.arg_names import known_arg_names
 from dashboard.selectors.results import django_db_status
 from dashboard.selectors.tasks import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, task_detail, task_list
 from dashboard.views.access import VIEW_TASKS
 
 View = Callable[..., HttpResponse]
+TOKEN_USERNAME = "(api token)"  # noqa: S105  # the name refused token attempts are counted under
+security_log = logging.getLogger("tasktrail.security")
 
 
 def error(message: str, status: int) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
+
+
+def _throttled(request: HttpRequest) -> bool:
+    """Refused token attempts count as failed logins of TOKEN_USERNAME from the client address
+    (django-axes' lockout), and toward the address's limit across usernames."""
+    allowed = AxesProxyHandler.is_allowed(request, {"username": TOKEN_USERNAME})
+    return not allowed or address_locked_out(request)
+
+
+def _refused(request: HttpRequest, why: str, token_id: int | None) -> None:
+    """Logged with the client address and the token's id when known, never the key."""
+    address = getattr(request, "axes_ip_address", None) or request.META.get("REMOTE_ADDR")
+    security_log.warning(
+        "API token refused from %s: %s%s",
+        address,
+        why,
+        f" (token id {token_id})" if token_id is not None else "",
+    )
+    user_login_failed.send(
+        sender=__name__, credentials={"username": TOKEN_USERNAME}, request=request
+    )
+    request.axes_locked_out = False  # type: ignore[attr-defined]  # answered here, in JSON
 
 
 def api_auth_required(view: View) -> View:
@@ -37,18 +68,33 @@ def api_auth_required(view: View) -> View:
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
             header = request.headers.get("Authorization", "")
+            if header and _throttled(request):
+                _refused(request, "too many failed attempts from this address", None)
+                response = error("Too many failed attempts from this address; try later.", 429)
+                response["Retry-After"] = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
+                return response
             scheme, _, key = header.partition(" ")
-            user = api_token_user(key=key.strip()) if scheme.lower() == "bearer" else None
-            if user is None:
+            if scheme.lower() == "bearer":
+                check = check_api_token(key=key.strip())
+            else:
+                check = TokenCheck(None, Refusal.MALFORMED)
+            if check.user is None:
+                if header:
+                    _refused(request, str(check.refusal), check.token_id)
                 response = error("Log in, or send “Authorization: Bearer <token>”.", 401)
                 response["WWW-Authenticate"] = 'Bearer realm="tasktrail"'
                 return response
-            request.user = user
+            request.user = check.user
         if not request.user.has_perm(VIEW_TASKS):
             return error("You may not read task records.", 403)
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+def _scrubbed(text: str | None) -> str | None:
+    """An error message or traceback with secret-looking values masked (dashboard.redaction)."""
+    return None if text is None else scrub_text(text, settings.TASKTRAIL_REDACT_KEYS)
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -63,7 +109,7 @@ def task_json(task: TaskRun) -> dict[str, Any]:
         "input_id": task.input_id,
         "state": task.state,
         "retries": task.retries,
-        "error": {"type": task.exc_type, "message": task.exc_message}
+        "error": {"type": task.exc_type, "message": _scrubbed(task.exc_message)}
         if task.exc_type or task.exc_message
         else None,
         "first_seen_at": _iso(task.first_seen_at),
@@ -88,10 +134,10 @@ def attempt_json(attempt: TaskAttempt) -> dict[str, Any]:
         "finished_at": _iso(attempt.finished_at),
         "runtime": attempt.runtime,
         "queue_wait": attempt.queue_wait,
-        "error": {"type": attempt.exc_type, "message": attempt.exc_message}
+        "error": {"type": attempt.exc_type, "message": _scrubbed(attempt.exc_message)}
         if attempt.exc_type or attempt.exc_message
         else None,
-        "traceback": attempt.traceback,
+        "traceback": _scrubbed(attempt.traceback),
         "span_id": attempt.span_id,
     }
 
@@ -124,7 +170,14 @@ def api_task(request: HttpRequest, task_id: str) -> HttpResponse:
         return error("No task with this id has been recorded.", 404)
     task = detail.task
     stored = django_db_status(task_id=task_id)
-    shown = redacted_call(task.args, task.kwargs, task.arg_names, settings.TASKTRAIL_REDACT_KEYS)
+    shown = redacted_call(
+        task.args,
+        task.kwargs,
+        task.arg_names,
+        settings.TASKTRAIL_REDACT_KEYS,
+        name=task.name,
+        names_of=known_arg_names(),
+    )
     body = task_json(task) | {
         "args": shown.args,
         "kwargs": shown.kwargs,

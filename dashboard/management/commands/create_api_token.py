@@ -1,13 +1,14 @@
-"""``manage.py create_api_token USERNAME --name NAME``: print a new API token (shown once)."""
+"""``manage.py create_api_token USERNAME --name NAME [--expires-days N]``: print a new API token
+(shown once). The same as ``manage.py apitoken create``; ``apitoken list`` and ``apitoken revoke``
+manage the tokens afterwards."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
-from dashboard.services import api_token_create
+from dashboard.management.commands.apitoken import add_expiry_argument, create_token
 
 
 class Command(BaseCommand):
@@ -16,9 +17,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
         parser.add_argument("--name", default="api", help="What the token is for.")
+        add_expiry_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        user = get_user_model().objects.filter(username=options["username"]).first()
-        if user is None:
-            raise CommandError(f"No user named {options['username']!r}.")
-        self.stdout.write(api_token_create(user=user, name=options["name"]))
+        key = create_token(options["username"], options["name"], options["expires_days"])
+        self.stdout.write(key)
