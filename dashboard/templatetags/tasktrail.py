@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from typing import Final
 
 from django import template
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -107,16 +110,36 @@ def class_name(dotted: str | None) -> str:
     return (dotted or "").rsplit(".", 1)[-1]
 
 
+# Characters that reorder the text around them (overrides, embeddings, isolates, marks): in a
+# task name, queue or hostname they could make "shop.refund" read as another task in a prompt.
+BIDI_CONTROLS: Final = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    return f"[U+{ord(match[0]):04X}]"
+
+
+@register.filter(is_safe=True)
+def bidi_safe(value: object) -> str:
+    """``value`` with each bidirectional control shown as a visible marker (``[U+202E]``), so a
+    name cannot reorder the text of a prompt, a title or a table. Rows stored before the monitor
+    stripped them at ingest still hold them."""
+    if value is None:
+        return ""
+    return BIDI_CONTROLS.sub(_visible, str(value))
+
+
 @register.filter
 def task_label(name: str | None, prefix: str = "") -> str:
     """A task's name without the module path all recorded names share (``prefix``, from
     ``selectors.tasks.task_name_prefix``): ``workers.tasks.send_invoice`` → ``send_invoice``, while
-    ``shop.billing.send`` and ``shop.mail.send`` stay apart. The full name goes in a title."""
+    ``shop.billing.send`` and ``shop.mail.send`` stay apart. The full name goes in a title.
+    Bidirectional controls are shown as markers (``bidi_safe``)."""
     if not name:
         return ""
     if prefix and name.startswith(prefix) and len(name) > len(prefix):
-        return name[len(prefix) :]
-    return name
+        return bidi_safe(name[len(prefix) :])
+    return bidi_safe(name)
 
 
 def _short_id(task_id: str) -> str:
@@ -222,13 +245,23 @@ def get_item(mapping: dict[str, object], key: str) -> object:
 @register.filter
 def redacted_call(task: object) -> object:
     """The task's recorded call with secrets masked (see dashboard.redaction)."""
-    from django.conf import settings
-
     from dashboard.redaction import redacted_call as shown
+    from dashboard.selectors.arg_names import known_arg_names
 
     return shown(
         getattr(task, "args", None),
         getattr(task, "kwargs", None),
         getattr(task, "arg_names", None),
         settings.TASKTRAIL_REDACT_KEYS,
+        name=getattr(task, "name", None),
+        names_of=known_arg_names(),
     )
+
+
+@register.filter
+def scrubbed(text: str | None) -> str:
+    """Free text a task produced (an error message, a traceback) with secret-looking values
+    masked: ``token='…'``, ``"password": "…"``, ``Authorization: Bearer …``, URL passwords."""
+    from dashboard.redaction import scrub_text
+
+    return scrub_text(text, settings.TASKTRAIL_REDACT_KEYS) if text else ""

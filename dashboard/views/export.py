@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET
 
 from dashboard.filters import FilterError, TaskFilter, parse_task_filter
 from dashboard.models import TaskRun
-from dashboard.redaction import redacted_call
+from dashboard.redaction import redacted_call, scrub_text
 from dashboard.selectors.export import export_task_runs
 from dashboard.views.access import VIEW_TASKS
 
@@ -52,13 +52,14 @@ def _one_line(shown: str | None) -> str | None:
 
 
 def task_cells(task: TaskRun) -> list[str]:
-    call = redacted_call(task.args, task.kwargs, task.arg_names, settings.TASKTRAIL_REDACT_KEYS)
+    keys = settings.TASKTRAIL_REDACT_KEYS
+    call = redacted_call(task.args, task.kwargs, task.arg_names, keys, name=task.name)
     args = _one_line(call.args) if task.args is not None else f"(not kept: {task.args_dropped})"
     values = (
         task.task_id, task.name, task.state, task.queue, task.input_id, task.retries, task.worker,
         task.first_seen_at, task.published_at, task.started_at, task.finished_at, task.runtime,
-        task.queue_wait, task.exc_type, task.exc_message, task.retry_of, task.retried_as,
-        task.trace_id, args, _one_line(call.kwargs),
+        task.queue_wait, task.exc_type, scrub_text(task.exc_message, keys), task.retry_of,
+        task.retried_as, task.trace_id, args, _one_line(call.kwargs),
     )  # fmt: skip
     return [safe_cell(v) for v in values]
 
