@@ -105,6 +105,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "dashboard.security.ContentSecurityPolicyMiddleware",
+    "dashboard.middleware.PrivateNoStoreMiddleware",  # logged-in answers: Cache-Control no-store
     # Last: turns a login refused by the lockout into the "locked out" page (429).
     "axes.middleware.AxesMiddleware",
 ]
@@ -228,9 +229,20 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"scrub_secrets": {"()": "dashboard.log_filters.ScrubSecrets"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # stderr, secret-looking values masked (the message and the traceback)
+        "errors": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["scrub_secrets"],
+        },
+    },
     "loggers": {
         "tasktrail": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # A 500 with DEBUG off (Django logs it nowhere else without ADMINS): the path and traceback
+        "django.request": {"handlers": ["errors"], "level": "ERROR", "propagate": False},
         # runserver's line per request; TASKTRAIL_REQUEST_LOG=false (the demo) keeps only errors,
         # so the pages' polling does not flood the output
         "django.server": {

@@ -1,3 +1,5 @@
+from urllib.parse import quote, unquote
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
@@ -11,15 +13,23 @@ from dashboard.views import workers as workers_views
 
 class TaskIdConverter:
     """A task id is whatever the publisher chose (``apply_async(task_id=...)``): any characters,
-    "/" and line breaks included, so every recorded task has a page."""
+    "/" and line breaks included, so every recorded task has a page.
+
+    In a link the id is one path segment, every reserved character percent-encoded (``/`` as
+    ``%2F``, an id of ``..`` as ``%2E%2E``): ``../queues`` must not make a browser leave the task
+    pages. ``reverse()`` encodes the ``%`` once more, and the server decodes the path once, so
+    ``to_python`` receives what ``to_url`` made and decodes it; a hand-typed ``/tasks/a/b/`` still
+    names the task ``a/b``, and ``/tasks/..%2Fqueues/`` the task ``../queues`` (or a 404).
+    """
 
     regex = "(?s:.+)"
 
     def to_python(self, value: str) -> str:
-        return value
+        return unquote(value)
 
     def to_url(self, value: str) -> str:
-        return value
+        encoded = quote(value, safe="")
+        return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
 
 
 register_converter(TaskIdConverter, "task_id")
