@@ -132,7 +132,13 @@ def task_stats_page(request: HtmxHttpRequest) -> HttpResponse:
     return render(
         request,
         "dashboard/task_stats.html",
-        {"stats": stats, "window": window, "windows": WINDOWS, "name": name},
+        {
+            "stats": stats.rows,
+            "more_names": stats.more_names,
+            "window": window,
+            "windows": WINDOWS,
+            "name": name,
+        },
     )
 
 
