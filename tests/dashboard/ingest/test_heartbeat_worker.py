@@ -79,16 +79,8 @@ def publish(queue: str, name: str, *args: Any, broker: str = "") -> str:
         app.close()
 
 
-def check() -> CheckRunner:
-    return CheckRunner(
-        client=redis_client_for_checks(), probe=HeartbeatProbe(), thresholds=THRESHOLDS
-    )
-
-
-def redis_client_for_checks() -> Any:
-    import redis
-
-    return redis.Redis.from_url(settings.REDIS_URL)
+def check(redis_client: Any) -> CheckRunner:
+    return CheckRunner(client=redis_client, probe=HeartbeatProbe(), thresholds=THRESHOLDS)
 
 
 def cycle(runner: CheckRunner, redis_client: Any) -> int:
@@ -125,7 +117,7 @@ def test_a_solo_worker_busy_far_longer_than_the_threshold_is_never_lost(
     start_worker, queue, redis_client
 ):
     start_worker(pool="solo")
-    runner = check()
+    runner = check(redis_client)
     task_id = publish(queue, "shop.nap", 12)  # four times worker_lost_seconds
     until(lambda: cycle(runner, redis_client) == 0 and state(task_id) == "STARTED", 30, "start")
     beats_seen = set()
@@ -152,7 +144,7 @@ def test_a_killed_worker_is_gone_its_tasks_lost_and_an_incident_opens(
     start_worker, queue, redis_client
 ):
     doomed = start_worker(pool="prefork")
-    runner = check()
+    runner = check(redis_client)
     ids = [publish(queue, "shop.nap", 300) for _ in range(2)]
     until(lambda: cycle(runner, redis_client) == 0 and {state(i) for i in ids} == {"STARTED"},
           30, "both running")  # fmt: skip
@@ -171,7 +163,7 @@ def test_a_killed_worker_is_gone_its_tasks_lost_and_an_incident_opens(
 @pytest.mark.timeout(120)
 def test_a_clean_stop_is_offline_and_opens_nothing(start_worker, queue, redis_client):
     worker = start_worker(pool="prefork")
-    runner = check()
+    runner = check(redis_client)
     until(lambda: cycle(runner, redis_client) == 0 and row(queue), 20, "its first beat")
     worker.stop(signal.SIGTERM)
     until(lambda: cycle(runner, redis_client) == 0 and row(queue).status == "offline", 20, "bye")
@@ -186,7 +178,7 @@ def test_a_clean_stop_is_offline_and_opens_nothing(start_worker, queue, redis_cl
 
 @pytest.mark.timeout(180)
 def test_counts_per_minute_add_up_across_a_restart(start_worker, queue, redis_client):
-    runner = check()
+    runner = check(redis_client)
     first = start_worker(pool="prefork")
     for name in ("shop.ok", "shop.ok", "shop.ok", "shop.boom"):
         publish(queue, name)
