@@ -117,7 +117,8 @@ class TaskRun(models.Model):
         default=False,
         help_text="An event's time was too far from when the monitor received it and was replaced.",
     )
-
+    # which of two errors at the same state wins: the first the monitor received (merge.first_key)
+    error_rx = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         verbose_name = "task run"
@@ -127,6 +128,7 @@ class TaskRun(models.Model):
             ("terminate_taskrun", "Can terminate running tasks"),
             ("bulk_over_cap", "Can act on more tasks at once than the bulk cap"),
             ("view_retention", "Can see what retention keeps and removes"),
+            ("clear_identity_conflict", "Can clear a task's identity conflict after checking it"),
         ]
         indexes = [
             models.Index(fields=["-first_seen_at", "-id"], name="taskrun_recent"),
@@ -238,6 +240,8 @@ class TaskAttempt(models.Model):
 
     worker_key = models.BigIntegerField(default=constants.NO_KEY)
     outcome_rank = models.IntegerField(default=0)
+    # which of two outcomes of the same rank wins: the first the monitor received (merge.first_key)
+    outcome_rx = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         verbose_name = "task attempt"
@@ -291,6 +295,7 @@ class OperatorAction(models.Model):
         PAUSE_QUEUE = "pause_queue", "Pause queue"  # no task targets: scope names the queue
         RESUME_QUEUE = "resume_queue", "Resume queue"
         PURGE_QUEUE = "purge_queue", "Purge queue"
+        CLEAR_CONFLICT = "clear_conflict", "Clear identity conflict"  # one task target
 
     class Outcome(models.TextChoices):
         PENDING = "pending", "Pending"  # allowed, the Celery call not yet made

@@ -1,5 +1,5 @@
 """The three roles as groups: viewer (read), operator (retry, cancel, acknowledge incidents, pause
-and resume queues), admin (also terminate, bulk, purge queues).
+and resume queues), admin (also terminate, bulk, purge queues, clear a task's identity conflict).
 
 Kept in step after every ``migrate`` (post_migrate), so a new permission reaches its roles.
 """
@@ -24,6 +24,7 @@ ROLES: Final[dict[str, list[str]]] = {
         "bulk_over_cap",
         "view_retention",
         "delete_queuepause",
+        "clear_identity_conflict",
     ],
 }
 

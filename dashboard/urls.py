@@ -44,6 +44,12 @@ urlpatterns = [
     path("tasks/bulk/run", actions.bulk_action, name="bulk-action"),
     path("tasks/<task_id:task_id>/", pages.task_detail_page, name="task-detail"),
     path("tasks/<task_id:task_id>/result", results.task_result_partial, name="task-result"),
+    # before task-action, which would read "conflict/clear" as a task id's tail and an action
+    path(
+        "tasks/<task_id:task_id>/conflict/clear",
+        actions.task_conflict_clear_view,
+        name="task-conflict-clear",
+    ),
     path("tasks/<task_id:task_id>/<str:kind>", actions.task_action, name="task-action"),
     path("audit/", actions.audit_page, name="audit"),
     path("audit/<int:action_id>/", audit_views.audit_action_page, name="audit-action"),

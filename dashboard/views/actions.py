@@ -34,6 +34,7 @@ from dashboard.services import (
     task_run_terminate,
     task_runs_bulk,
 )
+from dashboard.services_conflicts import ClearResult, task_conflict_clear
 from dashboard.views.access import VIEW_TASKS, viewer_required
 from dashboard.views.outcomes import flash_outcome, htmx_status
 from dashboard.views.requests import HtmxHttpRequest
@@ -114,6 +115,32 @@ def task_action(request: HtmxHttpRequest, task_id: str, kind: str) -> HttpRespon
     except ActionInputError as exc:
         return _respond(request, task_id, None, str(exc))
     return _respond(request, task_id, result, None)
+
+
+@require_POST
+@login_required
+def task_conflict_clear_view(request: HtmxHttpRequest, task_id: str) -> HttpResponse:
+    """The identity-conflict box's "I have checked this task" (admins): a plain form post."""
+    if not is_task_id(task_id):
+        return HttpResponse("No task with this id has been recorded.", status=404)
+    result: ClearResult | None = None
+    error: str | None = None
+    try:
+        result = task_conflict_clear(
+            user=request.user,  # type: ignore[arg-type]
+            task_id=task_id,
+            reason=request.POST.get("reason", ""),
+        )
+    except ActionInputError as exc:
+        error = str(exc)
+    if not request.user.has_perm(VIEW_TASKS):
+        return _answer_without_task(request, result, error)  # type: ignore[arg-type]
+    status = flash_outcome(request, result, error)
+    if status == 403:
+        return render(
+            request, "403.html", {"message": result.message if result else ""}, status=403
+        )
+    return redirect(reverse("task-detail", args=[task_id]))
 
 
 def _bulk_inputs(data: QueryDict) -> tuple[str, list[str], TaskFilter | None]:

@@ -58,6 +58,8 @@ SAVED = {"anonymous": LOGIN, "nobody": 302, "viewer": 302, "operator": 302, "adm
          "token": LOGIN}  # fmt: skip
 ADMIN = {"anonymous": LOGIN, "nobody": 403, "viewer": 403, "operator": 403, "admin": 200,
          "token": LOGIN}  # fmt: skip  # pages about the whole installation (retention)
+ADMIN_ACTION = {"anonymous": LOGIN, "nobody": 403, "viewer": 403, "operator": 403, "admin": 302,
+                "token": LOGIN}  # fmt: skip  # clearing a task's identity conflict
 API = {"anonymous": 401, "nobody": 403, "viewer": 200, "operator": 200, "admin": 200,
        "token": 200}  # fmt: skip
 
@@ -73,10 +75,12 @@ EXPECTED: dict[str, dict[str, dict[str, int | str]]] = {
     "queues": {"GET": PAGE, "POST": _all(405)},
     "queue-confirm": {"GET": PAGE, "POST": _all(405)},  # shows whether the role may act
     "queue-action": {"GET": _all(405), "POST": ACTION},  # pause: operators and admins
+    "workers": {"GET": PAGE, "POST": _all(405)},
     "incidents": {"GET": PAGE, "POST": _all(405)},
     "audit": {"GET": PAGE, "POST": _all(405)},
     "bulk-confirm": {"GET": PAGE, "POST": _all(405)},
     "task-action": {"GET": _all(405), "POST": ACTION},
+    "task-conflict-clear": {"GET": _all(405), "POST": ADMIN_ACTION},
     "bulk-action": {"GET": _all(405), "POST": ACTION},
     "incident-acknowledge": {"GET": _all(405), "POST": ACTION},
     "audit-action": {"GET": PAGE, "POST": _all(405)},
@@ -162,7 +166,7 @@ def client_for(role: str) -> Client:
 
 def url_for(name: str) -> str:
     kwargs: dict[str, str] = {}
-    if name in ("task-detail", "task-result", "api-task", "task-action"):
+    if name in ("task-detail", "task-result", "api-task", "task-action", "task-conflict-clear"):
         kwargs["task_id"] = failed_task()
     if name == "task-action":
         kwargs["kind"] = "retry"
