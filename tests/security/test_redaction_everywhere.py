@@ -12,9 +12,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from django_celery_results.models import GroupResult, TaskResult
 
-from dashboard.models import TaskAttempt, TaskRun
+from dashboard.models import RegisteredTask, TaskAttempt, TaskRun
 from dashboard.redaction import MASK, TOO_DEEP, redact, redacted_call, redacted_repr, scrub_text
 from tasktrail.events import make_event
 from tests.security.conftest import client_for, ingest
@@ -158,6 +159,9 @@ def test_arguments_nested_600_deep_show_a_marker_not_a_500(where):
     page = client.get(reverse("task-detail", args=["deep-1"]))
     assert page.status_code == 200
     assert TOO_DEEP in page.content.decode()
+    # an operator's page also shows the call a retry would send
+    RegisteredTask.objects.create(hostname="w1", name="shop.batch", last_reported_at=timezone.now())
+    assert client_for("operator").get(reverse("task-detail", args=["deep-1"])).status_code == 200
     assert client.get(reverse("task-result", args=["deep-1"])).status_code == 200
     api = client.get(reverse("api-task", args=["deep-1"]))
     assert api.status_code == 200 and TOO_DEEP in api.json()[where]
