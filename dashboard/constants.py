@@ -19,7 +19,8 @@ FAILURE: Final = "FAILURE"
 REVOKED: Final = "REVOKED"
 REJECTED: Final = "REJECTED"
 TERMINAL_STATES: Final = (SUCCESS, FAILURE, REVOKED, REJECTED)
-# Set by the monitor when a worker stopped answering while running the task, never by an event.
+# Set by the monitor when a worker's heartbeats stopped (no goodbye) while it ran the task, or
+# its restart or goodbye no longer listed it; never by an event.
 # The row's state_key is left as it was, so any later event of the task outranks it.
 LOST: Final = "LOST"
 

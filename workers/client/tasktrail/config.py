@@ -19,6 +19,13 @@ TASKTRAIL_STREAM_MAX_ENTRIES 1000000                  Stream length cap, in entr
 TASKTRAIL_EVENT_KEY          (none: unsigned)         id:secret pairs, comma-separated: each stream
                                                       entry is signed with the first (HMAC-SHA256,
                                                       ``tasktrail.signing``); secrets >= 16 chars
+TASKTRAIL_HEARTBEAT_INTERVAL 5                        Seconds between a worker's heartbeats
+                                                      (``tasktrail.heartbeat``)
+TASKTRAIL_APP_VERSION        (none)                   The shop's release, in each heartbeat;
+                                                      ``install(app, release=...)`` wins
+TASKTRAIL_PAUSE_REFRESH_     15                       Seconds between a worker's reads of the
+SECONDS                                               paused queues (``tasktrail.queue_pauses``)
+TASKTRAIL_CATALOG_INTERVAL   600                      Seconds between task catalog reports
 ============================ ======================== ============================================
 """
 
