@@ -54,7 +54,7 @@ def open_page(browser: Any, live_server: Any, viewer: Any) -> Iterator[Callable[
         context.close()
 
 
-@pytest.mark.parametrize("path", ["/", "/tasks/", "/queues/"])
+@pytest.mark.parametrize("path", ["/", "/tasks/", "/queues/", "/workers/"])
 def test_a_phone_width_page_does_not_scroll_sideways(open_page, path):
     record_success(name="shop.book_shipment", input_id="SHP-390")
     tab = open_page(path, width=390)

@@ -58,7 +58,9 @@ def test_post_urls_are_the_actions_the_login_and_preferences(redis_client):
         "login",
         "logout",
         "preferences",
+        "queue-action",
         "task-action",
+        "task-conflict-clear",
     ]
     assert sorted(POST_URLS) == accepting  # the table the CSRF tests use agrees
 

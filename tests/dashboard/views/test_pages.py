@@ -15,6 +15,7 @@ PAGES = [
     reverse("task-stats"),
     reverse("queues"),
     reverse("task-detail", args=["any-id"]),
+    reverse("workers"),
 ]
 
 
