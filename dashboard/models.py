@@ -569,5 +569,12 @@ class QueuePause(models.Model):
         OperatorAction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
+    class Meta:
+        # what the roles grant (dashboard.roles); the model's add/change/delete are not used
+        permissions = [
+            ("pause_queue", "Can pause and resume a queue"),
+            ("purge_queue", "Can purge a queue"),
+        ]
+
     def __str__(self) -> str:
         return f"{self.queue} paused by {self.paused_by}"

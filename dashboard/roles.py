@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Any, Final
 
 VIEW: Final = ["view_taskrun", "view_taskattempt", "view_operatoraction"]
-# Queue pauses use the model's own permissions: add one (pause), change it (resume), delete
-# waiting messages (purge a queue, admins only; dashboard.services_queues).
+# Queues (dashboard.services_queues): pause and resume, operators; purge (delete the waiting
+# messages), admins only.
 OPERATE: Final = [
-    *VIEW, "retry_taskrun", "cancel_taskrun", "acknowledge_alertincident", "add_queuepause",
-    "change_queuepause",
+    *VIEW, "retry_taskrun", "cancel_taskrun", "acknowledge_alertincident", "pause_queue",
 ]  # fmt: skip
 ROLES: Final[dict[str, list[str]]] = {
     "viewer": VIEW,
@@ -23,7 +22,7 @@ ROLES: Final[dict[str, list[str]]] = {
         "terminate_taskrun",
         "bulk_over_cap",
         "view_retention",
-        "delete_queuepause",
+        "purge_queue",
         "clear_identity_conflict",
     ],
 }

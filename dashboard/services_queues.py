@@ -9,9 +9,8 @@ tells the running workers; a broker that cannot be reached leaves the pause in p
 started later skip the queue, running ones pick it up at their next re-read of the set) and the
 audit row says the broadcast did not reach them.
 
-Roles: the model's own permissions. Pausing adds a pause (``add_queuepause``), resuming ends one
-(``change_queuepause``), both operators'; purging deletes waiting messages (``delete_queuepause``),
-admins' only, and asks for the queue's name typed out.
+Roles: pausing and resuming need ``pause_queue`` (operators); purging deletes waiting messages,
+needs ``purge_queue`` (admins only) and asks for the queue's name typed out.
 """
 
 from __future__ import annotations
@@ -36,9 +35,9 @@ from tasktrail import queue_pauses
 
 logger = logging.getLogger("tasktrail.actions")
 
-PAUSE_PERMISSION: Final = "dashboard.add_queuepause"
-RESUME_PERMISSION: Final = "dashboard.change_queuepause"
-PURGE_PERMISSION: Final = "dashboard.delete_queuepause"
+PAUSE_PERMISSION: Final = "dashboard.pause_queue"
+RESUME_PERMISSION: Final = PAUSE_PERMISSION
+PURGE_PERMISSION: Final = "dashboard.purge_queue"
 MAX_PAUSED: Final = queue_pauses.MAX_QUEUES
 
 Kind = OperatorAction.Kind
