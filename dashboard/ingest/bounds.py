@@ -16,6 +16,9 @@ store and show:
   process unless Redis was down; a day covers clock skew and an outage, and a forged time can move a
   task no further than that.
 
+An event whose attempt (``retries``) is over ``MAX_ATTEMPT`` is not merged but dead-lettered
+(``admit``): no real task retries a thousand times, and each attempt number is a row.
+
 Every function here is pure in the event (and its entry id), so re-delivery gives the same result.
 """
 
@@ -28,13 +31,15 @@ from typing import Any, Final
 
 from django.conf import settings
 
-from tasktrail.events import MAX_MESSAGE, MAX_NAME, MAX_TRACEBACK, Event, clip
+from tasktrail.events import MAX_MESSAGE, MAX_NAME, MAX_TRACEBACK, Event, Rejected, clip
 
 RX: Final = "rx"  # the event's receive time, ms since the epoch (set by the monitor)
 RX_SEQ: Final = "rx_seq"  # the entry's sequence number within that ms
 CLAMPED: Final = "clamped"  # set on an event whose times were replaced by RX
 MAX_AHEAD: Final = 86_400.0
 MAX_BEHIND: Final = 86_400.0
+# The highest attempt number taken (Celery's ``retries``; the merge's success key holds 10 bits).
+MAX_ATTEMPT: Final = 1000
 
 # C0, DEL, C1, the bidi embeddings/overrides/isolates and marks, and the line/paragraph separators
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
@@ -83,6 +88,24 @@ def stamp_received(entry_id: bytes | str, events: Iterable[Event]) -> list[Event
     """The events of one entry, each carrying the entry's receive time."""
     ms, seq = received_at(entry_id)
     return [{**event, RX: ms, RX_SEQ: seq} for event in events]
+
+
+def admit(entry_id: bytes | str, events: Iterable[Event]) -> tuple[list[Event], list[Rejected]]:
+    """The events of one entry stamped with its receive time, and those refused: an attempt over
+    ``MAX_ATTEMPT`` (one dead letter for the lot, counting them, with the first as sample)."""
+    ms, seq = received_at(entry_id)
+    admitted: list[Event] = []
+    refused: list[Event] = []
+    for event in events:
+        retries = event.get("retries")
+        if isinstance(retries, int) and retries > MAX_ATTEMPT:
+            refused.append(event)
+        else:
+            admitted.append({**event, RX: ms, RX_SEQ: seq})
+    if not refused:
+        return admitted, []
+    why = f"attempt over {MAX_ATTEMPT} (retries {refused[0]['retries']})"
+    return admitted, [Rejected(why, refused[0], count=len(refused))]
 
 
 def _args_size(event: Event) -> int:

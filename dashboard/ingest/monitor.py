@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from dashboard import redis_keys
-from dashboard.ingest.bounds import stamp_received
+from dashboard.ingest.bounds import admit
 from dashboard.ingest.catalog import write_catalog
 from dashboard.ingest.heartbeats import write_heartbeats
 from dashboard.ingest.stream import Entry, StreamConsumer
@@ -142,7 +142,9 @@ class Monitor:
                 decoded, rejected = decode_entry(fields)
             except Exception as exc:  # a decoder bug must not make the entry a poison pill
                 decoded, rejected = [], [Rejected(f"decoder failed: {exc!r}"[:500], fields)]
-            events.extend(stamp_received(entry_id, decoded))  # the entry id's time
+            admitted, over = admit(entry_id, decoded)  # stamped with the entry id's time
+            events.extend(admitted)
+            rejected = [*rejected, *over]
             if rejected:
                 self._reject(entry_id, rejected)
         if events and not self._write_with_retry(events):
