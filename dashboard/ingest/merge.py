@@ -22,12 +22,26 @@ row write however many events it had.
 
 State precedence (a key, compared as one integer), as Celery's own (``celery.states.precedence``):
 SUCCESS beats everything, at any attempt (a task that succeeded never fails, retries or starts
-again); then the other terminal states (nothing follows a terminal event for a task id), by attempt
-then kind; then the attempt number, then the step within the attempt (waiting < received <
+again), and of two successes the first the monitor received wins (its key holds the receive time,
+inverted); then the other terminal states (nothing follows a terminal event for a task id), by
+attempt then kind; then the attempt number, then the step within the attempt (waiting < received <
 started). Celery's own retry moves an attempt-n STARTED row to attempt n+1 waiting, shown as RETRY.
 
-Conflicts: an event whose identity disagrees with the first one, or a terminal event that a SUCCESS
-outranked, is kept on the row as ``identity_conflict_*`` (which field, what the other event said).
+Ties within a group: two errors of the same state (the row's) or two outcomes of the same rank (an
+attempt's) are decided by the receive key (``first_key``): the first received wins whole, so a
+forged failure cannot replace an attempt's error, message or traceback. Two starts of the same
+attempt keep the earliest time, as the attempt row does.
+
+After a SUCCESS, a start of a later attempt (a forgery: Celery never runs a task again once it has
+succeeded) is recorded as a conflict, and the row's start is that of the success's attempt, read
+from the attempt rows once every event is joined (``settle``; in SQL the writer's ``settle``
+statement): the one step that is not a join of patches, as the start of an attempt below the
+highest is not kept on the task row.
+
+Conflicts: an event whose identity disagrees with the first one, or, once the task succeeded,
+another SUCCESS, a terminal event or an event of a later attempt (a ``retried`` of the success's own
+attempt included), is kept on the row as ``identity_conflict_*`` (which field, what the other event
+said).
 Of all such events the row keeps the one with the lowest conflict key, a choice that is itself a
 join: the same whichever order the events arrive in and however often. ``dashboard.ingest.upsert``
 computes the same in SQL.
@@ -66,6 +80,7 @@ Patch = dict[str, Any]
 
 # step within an attempt (non-terminal) / order among terminal outcomes (tie-break only)
 _STEP = {"published": 0, "received": 1, "started": 2}
+STEP: Final = _STEP
 TERMINAL_ORDER = {REJECTED: 1, FAILURE: 2, SUCCESS: 3, REVOKED: 4}
 _TERMINAL_BY_KIND = {
     "succeeded": SUCCESS,
@@ -80,9 +95,24 @@ _MAX_ATTEMPT: Final = (1 << 31) - 1
 # a band of its own hold every terminal state at 1 << 40 + attempt; they decode the same.
 TERMINAL_BAND: Final = 1 << 39
 SUCCESS_BAND: Final = 1 << 40
+# A SUCCESS key: this band, then the monitor's receive time of the event inverted (41 bits of ms
+# since IDENTITY_EPOCH_MS; the first received is the highest key), then the attempt, inverted too
+# (10 bits: ingest refuses attempts over bounds.MAX_ATTEMPT; received in the same ms, the lower
+# attempt wins) and the rank. Success keys of rows written before this
+# band (SUCCESS_BAND | attempt << 8 | rank) decode the same; they are below it.
+FIRST_SUCCESS_BAND: Final = 1 << 61
+SUCCESS_ATTEMPT_BITS: Final = 10
+_SUCCESS_MS_SHIFT: Final = 8 + SUCCESS_ATTEMPT_BITS
+_SUCCESS_ATTEMPT_MAX: Final = (1 << SUCCESS_ATTEMPT_BITS) - 1
 
 
-def state_key(*, terminal: bool, attempt: int, rank: int) -> int:
+def state_key(*, terminal: bool, attempt: int, rank: int, ms: int | None = None) -> int:
+    """``ms``: the receive time (``bounds.RX``) of a SUCCESS, which orders two successes."""
+    if terminal and rank == TERMINAL_ORDER[SUCCESS] and ms is not None:
+        ms_bits = (1 << IDENTITY_MS_BITS) - 1
+        inverted = ms_bits - min(max(ms - IDENTITY_EPOCH_MS, 0), ms_bits)
+        attempt = _SUCCESS_ATTEMPT_MAX - min(max(attempt, 0), _SUCCESS_ATTEMPT_MAX)
+        return FIRST_SUCCESS_BAND | (inverted << _SUCCESS_MS_SHIFT) | (attempt << 8) | rank
     band = 0
     if terminal:
         band = SUCCESS_BAND if rank == TERMINAL_ORDER[SUCCESS] else TERMINAL_BAND
@@ -99,6 +129,8 @@ def is_failed_key(key: int) -> bool:
 
 
 def attempt_of_key(key: int) -> int:
+    if key >= FIRST_SUCCESS_BAND:
+        return _SUCCESS_ATTEMPT_MAX - ((key >> 8) & _SUCCESS_ATTEMPT_MAX)
     return (key >> 8) & _MAX_ATTEMPT
 
 
@@ -132,6 +164,10 @@ def attempt_outcome_from_rank(rank: int) -> str:
 class Rule:
     kind: Literal["min", "max", "latest", "first", "retries", "conflict"]
     key: str | None = None  # for "latest" / "first": the column holding the group's key
+    # "latest" only, for equal keys: a receive key column (the lowest wins whole; a null one is
+    # older than any), then each column's MIN or MAX
+    tie_key: str | None = None
+    tie: Literal["min", "max"] = "max"
 
 
 MIN, MAX = Rule("min"), Rule("max")
@@ -141,8 +177,8 @@ RETRIES = Rule("retries")
 CONFLICT = Rule("conflict")
 
 
-def latest(key: str) -> Rule:
-    return Rule("latest", key)
+def latest(key: str, *, tie_key: str | None = None, tie: Literal["min", "max"] = "max") -> Rule:
+    return Rule("latest", key, tie_key, tie)
 
 
 def first(key: str) -> Rule:
@@ -201,11 +237,12 @@ TASK_RULES: Final[dict[str, Rule]] = {
     "worker_key": MAX,
     "worker": latest("worker_key"),
     "start_key": MAX,
-    "started_at": latest("start_key"),
-    "queue_wait": latest("start_key"),
+    "started_at": latest("start_key", tie="min"),
+    "queue_wait": latest("start_key", tie="min"),
     "error_key": MAX,
-    "exc_type": latest("error_key"),
-    "exc_message": latest("error_key"),
+    "exc_type": latest("error_key", tie_key="error_rx"),
+    "exc_message": latest("error_key", tie_key="error_rx"),
+    "error_rx": latest("error_key", tie_key="error_rx"),
     CONFLICT_KEY: CONFLICT,
     "identity_conflict_field": CONFLICT,
     "identity_conflict": CONFLICT,
@@ -223,12 +260,13 @@ ATTEMPT_RULES: Final[dict[str, Rule]] = {
     "worker": latest("worker_key"),
     "pid": latest("worker_key"),
     "outcome_rank": MAX,
-    "outcome": latest("outcome_rank"),
-    "finished_at": latest("outcome_rank"),
-    "runtime": latest("outcome_rank"),
-    "exc_type": latest("outcome_rank"),
-    "exc_message": latest("outcome_rank"),
-    "traceback": latest("outcome_rank"),
+    "outcome": latest("outcome_rank", tie_key="outcome_rx"),
+    "finished_at": latest("outcome_rank", tie_key="outcome_rx"),
+    "runtime": latest("outcome_rank", tie_key="outcome_rx"),
+    "exc_type": latest("outcome_rank", tie_key="outcome_rx"),
+    "exc_message": latest("outcome_rank", tie_key="outcome_rx"),
+    "traceback": latest("outcome_rank", tie_key="outcome_rx"),
+    "outcome_rx": latest("outcome_rank", tie_key="outcome_rx"),
 }
 ATTEMPT_KEY_COLUMNS: Final = ("worker_key", "outcome_rank")
 
@@ -247,6 +285,7 @@ def _join_value(rule: Rule, a: Any, b: Any) -> Any:
 class _Plan:
     simple: dict[str, Rule]  # MIN / MAX columns
     groups: dict[str, tuple[str, ...]]  # key column -> the columns that follow it (latest)
+    ties: dict[str, Rule]  # key column -> a rule of its group (its tie_key and tie)
     firsts: dict[str, tuple[str, ...]]  # key column -> the columns that follow it (first)
     special: bool  # the task rules' retries and conflict columns
 
@@ -266,9 +305,11 @@ def _plan(rules: Mapping[str, Rule]) -> _Plan:
                     column
                 )
         simple = {c: r for c, r in rules.items() if r.kind in ("min", "max")}
+        ties = {r.key: r for r in rules.values() if r.kind == "latest" and r.key is not None}
         plan = _plans[id(rules)] = _Plan(
             simple,
             {k: tuple(v) for k, v in groups.items()},
+            ties,
             {k: tuple(v) for k, v in firsts.items()},
             any(r.kind in ("retries", "conflict") for r in rules.values()),
         )
@@ -293,8 +334,18 @@ def join(rules: Mapping[str, Rule], left: Patch, right: Patch) -> Patch:
         if kb > ka:  # right's group wins whole, its nulls included
             _take(out, right, columns)
         elif kb == ka:
+            rule = plan.ties[key]
+            if rule.tie_key is not None:
+                ta, tb = left.get(rule.tie_key), right.get(rule.tie_key)
+                ta, tb = NO_KEY if ta is None else ta, NO_KEY if tb is None else tb
+                if tb < ta:  # received first: wins whole
+                    _take(out, right, columns)
+                    continue
+                if ta < tb:
+                    continue
+            on_tie = MIN if rule.tie == "min" else MAX
             for column in columns:
-                joined = _join_value(MAX, left.get(column), right.get(column))
+                joined = _join_value(on_tie, left.get(column), right.get(column))
                 if joined is not None:
                     out[column] = joined
     for key, columns in plan.firsts.items():
@@ -334,8 +385,9 @@ def _join_retries(out: Patch, left: Patch, right: Patch) -> None:
 
 
 # A conflict's key: identity conflicts take the disagreeing event's group key (below
-# STATE_CONFLICT_BASE); outranked terminal states come after them, the highest state first.
-STATE_CONFLICT_TOP: Final = 1 << 41  # above every terminal state key, old or new
+# STATE_CONFLICT_BASE); states a SUCCESS outranked come after them, the highest state first (so of
+# all such events, the one kept is the same whichever order they are joined in).
+STATE_CONFLICT_TOP: Final = (1 << 62) - 1  # above every state key; BASE + TOP fits in a bigint
 
 Conflict = tuple[int, str, str]  # key, field, what the other event said
 
@@ -370,9 +422,22 @@ def conflict_candidates(left: Patch, right: Patch, state_key: int) -> list[Confl
         text = "" if other is None else str(other)[:CONFLICT_TEXT]
         found.append((loser_key, column, text))
     low = min(left.get("state_key", NO_KEY), right.get("state_key", NO_KEY))
-    if is_success_key(state_key) and is_failed_key(low):
+    if is_success_key(state_key) and outranked_by_success(low, state_key):
         found.append((STATE_CONFLICT_BASE + STATE_CONFLICT_TOP - low, "state", describe_state(low)))
     return found
+
+
+def outranked_by_success(low: int, success: int) -> bool:
+    """Whether an event of state key ``low`` cannot have happened beside the SUCCESS ``success``:
+    a failure (any terminal state), another SUCCESS of another attempt, or any event of a later
+    attempt (Celery never runs a task again once it succeeded)."""
+    if low < 0:
+        return False
+    if is_failed_key(low):
+        return True
+    if is_success_key(low):
+        return attempt_of_key(low) != attempt_of_key(success)
+    return attempt_of_key(low) > attempt_of_key(success)
 
 
 def _join_conflict(out: Patch, left: Patch, right: Patch) -> None:
@@ -446,10 +511,28 @@ def identity_key_time(key: int) -> dt.datetime | None:
     return dt.datetime.fromtimestamp((ms + _EPOCH_MS) / 1000, tz=dt.UTC)
 
 
+def _received_ms(event: Event) -> int:
+    """The monitor's receive time of the event (its own time when there is none)."""
+    rx = event.get(RX)
+    return rx if isinstance(rx, int) else int(float(event["ts"]) * 1000)
+
+
+def first_key(event: Event, value: str) -> int:
+    """A receive key: which of two events of a group the monitor received first (the lower)."""
+    seq = event.get(RX_SEQ, 0)
+    return identity_key(published=False, ms=_received_ms(event), value=value, seq=seq)
+
+
+def _outcome_said(event: Event) -> str:
+    """What an outcome event says, for its receive key: two events received together (one entry)
+    are ordered by its hash, the same way on the task row and the attempt row."""
+    said = (event["kind"], *_error_of(event), event.get("traceback"), event["ts"])
+    return "\x1f".join("" if v is None else str(v) for v in (*said, event.get("runtime")))
+
+
 def _identity(event: Event, patch: Patch) -> None:
     """The identity keys of the columns this event carries (see ``IDENTITY_GROUPS``)."""
-    rx = event.get(RX)
-    ms = rx if isinstance(rx, int) else int(float(event["ts"]) * 1000)
+    ms = _received_ms(event)
     seq = event.get(RX_SEQ, 0)
     published = event["kind"] == "published"
     for key, (columns, _) in IDENTITY_GROUPS.items():
@@ -509,7 +592,9 @@ def _task_patch(event: Event) -> Patch:
 
     terminal = _TERMINAL_BY_KIND.get(kind)
     if terminal is not None:
-        key = state_key(terminal=True, attempt=attempt, rank=TERMINAL_ORDER[terminal])
+        key = state_key(
+            terminal=True, attempt=attempt, rank=TERMINAL_ORDER[terminal], ms=_received_ms(event)
+        )
         patch.update(finished_at=when, runtime=event.get("runtime"))
     elif kind == "retried":
         patch["retries"] = attempt + 1
@@ -536,8 +621,10 @@ def _task_patch(event: Event) -> Patch:
         patch["error_key"] = key
         patch["exc_type"] = exc_type
         patch["exc_message"] = exc_message
+        patch["error_rx"] = first_key(event, _outcome_said(event))
     elif kind == "succeeded":
         patch["error_key"] = key  # a success clears the row's error (attempts keep theirs)
+        patch["error_rx"] = first_key(event, _outcome_said(event))
     patch = {k: v for k, v in patch.items() if v is not None}
     _identity(event, patch)
     return patch
@@ -589,6 +676,7 @@ def _attempt_patch(event: Event) -> Patch | None:
         patch["worker_key"] = rank
         patch["worker"] = event["hostname"]
         patch["pid"] = event.get("pid")
+    patch["outcome_rx"] = first_key(event, _outcome_said(event))
     return {k: v for k, v in patch.items() if v is not None}
 
 
@@ -619,3 +707,37 @@ def fold(events: Iterable[Event]) -> Folded:
                 joined.update(task_id=task_id, attempt=a_key[1])
                 attempts[a_key] = joined
     return Folded(tasks=tasks, attempts=attempts)
+
+
+# -- settling: the one step that reads the attempts ------------------------------------------------
+
+
+def needs_settling(row: Patch) -> bool:
+    """A succeeded task whose start is of a later attempt than the success's (a forged start)."""
+    key = row.get("state_key", NO_KEY)
+    return is_success_key(key) and row.get("start_key", NO_KEY) > attempt_of_key(key)
+
+
+def settle_task(row: Patch, attempts: Mapping[int, Patch]) -> Patch:
+    """``row`` with, when it needs settling, the start of the success's attempt (or of the latest
+    attempt before it that started; none if none did) from its ``attempts`` rows by number. The
+    start key stays the highest seen, so the next join settles again."""
+    if not needs_settling(row):
+        return row
+    success = attempt_of_key(row["state_key"])
+    started = [n for n, a in attempts.items() if n <= success and a.get("started_at") is not None]
+    out = {k: v for k, v in row.items() if k not in ("started_at", "queue_wait")}
+    if started:
+        attempt = attempts[max(started)]
+        out["started_at"] = attempt["started_at"]
+        if attempt.get("queue_wait") is not None:
+            out["queue_wait"] = attempt["queue_wait"]
+    return out
+
+
+def settle(folded: Folded) -> dict[str, Patch]:
+    """The task rows as the writer stores them: the fold, settled against its attempts."""
+    by_task: dict[str, dict[int, Patch]] = {}
+    for (task_id, attempt), a_patch in folded.attempts.items():
+        by_task.setdefault(task_id, {})[attempt] = a_patch
+    return {t: settle_task(row, by_task.get(t, {})) for t, row in folded.tasks.items()}

@@ -66,9 +66,17 @@ class _Sql:
         if rule.kind == "latest":
             assert rule.key is not None and rule.key in self.rules
             cur_key, new_key = self.cur(rule.key), self.new(rule.key)
+            ties = ""
+            if rule.tie_key is not None:  # the first received wins whole; null: older than any
+                cur_tie = f"COALESCE({self.cur(rule.tie_key)}, {merge.NO_KEY})"
+                new_tie = f"COALESCE({self.new(rule.tie_key)}, {merge.NO_KEY})"
+                ties = (
+                    f"WHEN {new_tie} < {cur_tie} THEN {new} WHEN {new_tie} > {cur_tie} THEN {cur} "
+                )
+            op = "<" if rule.tie == "min" else ">"
             return (
                 f"CASE WHEN {new_key} > {cur_key} THEN {new} WHEN {new_key} < {cur_key} THEN {cur} "
-                f"ELSE {self.pick('>', cur, new)} END"
+                f"{ties}ELSE {self.pick(op, cur, new)} END"
             )
         if rule.kind == "first":
             assert rule.key is not None
@@ -81,7 +89,7 @@ class _Sql:
         if rule.kind == "retries":
             state = self.pick(">", self.cur("state_key"), self.new("state_key"))
             return (
-                f"CASE WHEN {_is_success(state)} THEN ({state} / 256) %% {1 << 31} "
+                f"CASE WHEN {_is_success(state)} THEN {attempt_of(state)} "
                 f"ELSE {self.pick('>', cur, new)} END"
             )
         assert rule.kind == "conflict"
@@ -125,14 +133,23 @@ class _Sql:
         names = " ".join(
             f"WHEN {rank} THEN '{state}'" for state, rank in merge.TERMINAL_ORDER.items()
         )
-        described = (
-            f"CASE {low} %% 256 {names} END || ' (retries ' || "
-            f"CAST(({low} / 256) %% {1 << 31} AS TEXT) || ')'"
+        low_attempt, high_attempt = attempt_of(low), attempt_of(high)
+        name = (  # merge.state_from_key
+            f"CASE WHEN {low} >= {merge.TERMINAL_BAND} THEN CASE {low} %% 256 {names} END "
+            f"WHEN {low} %% 256 = {merge.STEP['received']} THEN '{merge.RECEIVED}' "
+            f"WHEN {low} %% 256 = {merge.STEP['started']} THEN '{merge.STARTED}' "
+            f"WHEN {low_attempt} > 0 THEN '{merge.RETRY}' ELSE '{merge.PENDING}' END"
+        )
+        described = f"{name} || ' (retries ' || CAST({low_attempt} AS TEXT) || ')'"
+        outranked = (  # merge.outranked_by_success
+            f"{low} >= 0 AND ({_is_failed(low)} "
+            f"OR ({_is_success(low)} AND {low_attempt} <> {high_attempt}) "
+            f"OR ({low} < {merge.TERMINAL_BAND} AND {low_attempt} > {high_attempt}))"
         )
         top = merge.STATE_CONFLICT_BASE + merge.STATE_CONFLICT_TOP
         found.append(
             (
-                f"CASE WHEN {_is_success(high)} AND {_is_failed(low)} THEN {top} - {low} END",
+                f"CASE WHEN {_is_success(high)} AND {outranked} THEN {top} - {low} END",
                 "'state'",
                 described,
             )
@@ -156,6 +173,15 @@ class _Sql:
         return f"CASE {cases} END"
 
 
+def attempt_of(key: str) -> str:
+    """merge.attempt_of_key in SQL."""
+    top = (1 << merge.SUCCESS_ATTEMPT_BITS) - 1
+    return (
+        f"(CASE WHEN {key} >= {merge.FIRST_SUCCESS_BAND} THEN {top} - ({key} / 256) %% "
+        f"{top + 1} ELSE ({key} / 256) %% {1 << 31} END)"
+    )
+
+
 def _is_success(key: str) -> str:
     success = merge.TERMINAL_ORDER[merge.SUCCESS]
     return f"({key} >= {merge.SUCCESS_BAND} AND {key} %% 256 = {success})"
@@ -170,10 +196,14 @@ def upsert(
     rules: Mapping[str, Rule],
     conflict: Sequence[str],
     rows: Sequence[Patch],
+    *,
+    flag: str | None = None,
+    flagged: list[Any] | None = None,
 ) -> int:
     """Join ``rows`` into ``model``'s table, keyed by the ``conflict`` columns.
 
-    Returns the number of rows sent."""
+    ``flag``: a condition on the row as joined (its columns unqualified); the first conflict
+    column of each row it holds for is added to ``flagged``. Returns the number of rows sent."""
     if not rows:
         return 0
     qn = connection.ops.quote_name
@@ -188,6 +218,12 @@ def upsert(
     updates = ", ".join(f"{qn(c)} = {sql_rules.expr(c)}" for c in rules)
     conflict_sql = ", ".join(qn(c) for c in conflict)
     column_sql = ", ".join(qn(c) for c in columns)
+    returning = f" RETURNING {qn(conflict[0])}, CASE WHEN {flag} THEN 1 ELSE 0 END" if flag else ""
+
+    def collect(cursor: Any) -> None:
+        if flag and flagged is not None:
+            flagged.extend(key for key, hit in cursor.fetchall() if hit)
+
     ordered = sorted(rows, key=lambda r: tuple(r[c] for c in conflict))  # stable lock order
     table_rows = [[row.get(c, defaults[c]) for c in columns] for row in ordered]
 
@@ -200,11 +236,12 @@ def upsert(
             # identifiers come from the model and are quoted; every value is a parameter
             sql = (
                 f"INSERT INTO {table} ({column_sql}) SELECT * FROM unnest({casts}) "  # noqa: S608
-                f"ON CONFLICT ({conflict_sql}) DO UPDATE SET {updates}"
+                f"ON CONFLICT ({conflict_sql}) DO UPDATE SET {updates}{returning}"
             )
             for start in range(0, len(table_rows), 5000):
                 part = table_rows[start : start + 5000]
                 cursor.execute(sql, [list(column) for column in zip(*part, strict=True)])
+                collect(cursor)
             return len(ordered)
 
         adapt = connection.ops.adapt_datetimefield_value
@@ -223,7 +260,42 @@ def upsert(
             sql = (
                 f"INSERT INTO {table} ({column_sql}) VALUES "  # noqa: S608
                 + ", ".join([row_sql] * len(part))
-                + f" ON CONFLICT ({conflict_sql}) DO UPDATE SET {updates}"
+                + f" ON CONFLICT ({conflict_sql}) DO UPDATE SET {updates}{returning}"
             )
             cursor.execute(sql, params)
+            collect(cursor)
     return len(ordered)
+
+
+def settle_flag() -> str:
+    """merge.needs_settling on a TaskRun row, its columns unqualified (for RETURNING, WHERE)."""
+    qn = connection.ops.quote_name
+    state, start = qn("state_key"), qn("start_key")
+    return f"{_is_success(state)} AND {start} > {attempt_of(state)}"
+
+
+def settle_starts(task_run: type[models.Model], attempt: type[models.Model],
+                  task_ids: Sequence[str]) -> None:  # fmt: skip
+    """merge.settle_task for these task ids, in SQL: a succeeded task whose start is of a later
+    attempt takes the start of the success's attempt (or the latest before it that started)."""
+    qn = connection.ops.quote_name
+    runs, attempts = qn(task_run._meta.db_table), qn(attempt._meta.db_table)
+    success = attempt_of(f"{runs}.{qn('state_key')}")
+    flag = settle_flag()
+
+    def pick(column: str) -> str:
+        return (
+            f"(SELECT a.{qn(column)} FROM {attempts} a WHERE a.{qn('task_id')} = "  # noqa: S608
+            f"{runs}.{qn('task_id')} AND a.{qn('attempt')} <= {success} AND "
+            f"a.{qn('started_at')} IS NOT NULL ORDER BY a.{qn('attempt')} DESC LIMIT 1)"
+        )
+
+    with connection.cursor() as cursor:
+        for start in range(0, len(task_ids), 500):
+            part = list(task_ids[start : start + 500])
+            cursor.execute(
+                f"UPDATE {runs} SET {qn('started_at')} = {pick('started_at')}, "  # noqa: S608
+                f"{qn('queue_wait')} = {pick('queue_wait')} "
+                f"WHERE {qn('task_id')} IN ({', '.join(['%s'] * len(part))}) AND {flag}",
+                part,
+            )

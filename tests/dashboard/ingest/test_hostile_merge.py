@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dashboard.ingest.bounds import RX, RX_SEQ
-from dashboard.ingest.merge import FAILURE, SUCCESS, TASK_RULES, fold, join
+from dashboard.ingest.merge import FAILURE, SUCCESS, TASK_RULES, fold, join, settle
 from dashboard.ingest.writer import write_events
-from dashboard.models import TaskRun
+from dashboard.models import TaskAttempt, TaskRun
 from tests.conftest import event, examples, new_task_id, story_retry_then_fail, story_success
 
 T0 = 1_750_000_000.0
@@ -28,6 +28,13 @@ ROW_FIELDS = [
     "retries", "exc_type", "exc_message", "first_seen_at", "published_at", "received_at",
     "started_at", "finished_at", "updated_at", "worker", "runtime", "name_key", "call_key",
     "identity_conflict_key", "identity_conflict_field", "identity_conflict", "times_clamped",
+    "queue_wait", "start_key", "error_rx",
+]  # fmt: skip
+
+
+ATTEMPT_FIELDS = [
+    "outcome", "worker", "started_at", "finished_at", "runtime", "queue_wait", "exc_type",
+    "exc_message", "traceback", "outcome_rx",
 ]  # fmt: skip
 
 
@@ -68,7 +75,49 @@ def hostile_failed_story(task_id: str) -> list[dict]:
     return real + stamped(forged(task_id)[:1], first_entry=len(real))
 
 
-STORIES = [hostile_story, hostile_failed_story]
+def other_attempts(task_id: str) -> list[dict]:
+    """Events of other attempts than the real success's: a later start, another success, a retry
+    of the successful attempt, a second failure of the first attempt."""
+    return [
+        event("started", task_id, T0 + 30, retries=99, hostname="evil@host", queue_wait=29.0),
+        event("started", task_id, T0 + 31, retries=7, hostname="evil@host"),
+        event("succeeded", task_id, T0 + 40, retries=5, hostname="evil@host", runtime=39.0),
+        event("retried", task_id, T0 + 41, retries=0, hostname="evil@host", exc_type="Retry"),
+        event("failed", task_id, T0 + 42, retries=0, exc_type="ZForged", exc_message="zz",
+              traceback="zz"),
+    ]  # fmt: skip
+
+
+def hostile_attempts_story(task_id: str) -> list[dict]:
+    """The forgeries received after the real success."""
+    real = stamped(story_success(task_id))
+    return real + stamped(other_attempts(task_id), first_entry=len(real))
+
+
+def hostile_attempts_while_running(task_id: str) -> list[dict]:
+    """The forgeries received while the task runs: before its success."""
+    real = story_success(task_id)
+    forged = other_attempts(task_id)
+    return (
+        stamped(real[:-1])
+        + stamped(forged, first_entry=len(real))
+        + stamped(real[-1:], first_entry=len(real) + len(forged))
+    )
+
+
+STORIES = [hostile_story, hostile_failed_story, hostile_attempts_story]
+DB_STORIES = [*STORIES, hostile_attempts_while_running]
+
+
+def test_forged_attempts_leave_the_real_success_and_are_a_conflict():
+    events = hostile_attempts_story("x")
+    real = settle(fold(stamped(story_success("x"))))["x"]
+    row = settle(fold(events))["x"]
+    for column in ("state", "retries", "started_at", "finished_at", "runtime", "worker"):
+        assert row.get(column) == real.get(column), column
+    assert row["identity_conflict_field"] == "state"
+    assert row["identity_conflict"] == "SUCCESS (retries 5)"
+    assert fold(events).tasks["x"]["start_key"] == 99  # the highest seen: the next join settles
 
 
 def test_forged_events_leave_the_real_identity_and_success():
@@ -160,7 +209,7 @@ def test_joining_partial_folds_equals_one_fold(story, seed):
 
 @pytest.mark.django_db
 @settings(max_examples=examples(40), suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(story=st.sampled_from(STORIES), seed=st.integers(0, 2**32))
+@given(story=st.sampled_from(DB_STORIES), seed=st.integers(0, 2**32))
 def test_any_batching_and_order_stores_the_folded_row(story, seed):
     task_id = new_task_id()
     events = story(task_id)
@@ -171,10 +220,16 @@ def test_any_batching_and_order_stores_the_folded_row(story, seed):
         cut = rng.randint(1, len(shuffled))
         write_events(shuffled[:cut])
         shuffled = shuffled[cut:]
-    expected = fold(events).tasks[task_id]
+    expected = settle(fold(events))[task_id]
     row = TaskRun.objects.filter(task_id=task_id).values(*ROW_FIELDS).get()
     for field in ROW_FIELDS:
         want = expected.get(field)
         if field == "times_clamped":
             want = bool(want)
         assert row[field] == want, field
+    attempts = fold(events).attempts
+    stored = {a.attempt: a for a in TaskAttempt.objects.filter(task_id=task_id)}
+    assert sorted(stored) == sorted(n for _, n in attempts)
+    for (_, number), patch in attempts.items():
+        for field in ATTEMPT_FIELDS:
+            assert getattr(stored[number], field) == patch.get(field), (number, field)
