@@ -30,7 +30,7 @@ from dashboard.alerts.rules import duration_words
 from dashboard.models import OperatorAction, QueuePause
 from dashboard.redis_client import shared_client
 from dashboard.selectors.queue_pauses import purge_preview
-from dashboard.services import ActionInputError, clean_reason
+from dashboard.services import ActionInputError, _audit_refusal, clean_reason
 from tasktrail import queue_pauses
 
 logger = logging.getLogger("tasktrail.actions")
@@ -61,6 +61,9 @@ class QueueActionResult:
     permitted: bool = True
     answers: dict[str, str] = field(default_factory=dict)  # worker -> its answer to the broadcast
     purged: int | None = None
+    # What to tell the person when the audit row says something else (a refusal counted on the
+    # row of refusals past the limit, dashboard.refusals).
+    note: str | None = None
 
     @property
     def done(self) -> bool:
@@ -68,7 +71,7 @@ class QueueActionResult:
 
     @property
     def message(self) -> str:
-        return self.action.message
+        return self.note if self.note is not None else self.action.message
 
 
 def _audit(
@@ -85,14 +88,23 @@ def _audit(
     )
 
 
+def _refuse(
+    user: User, kind: str, queue: str, reason: str, message: str, *, permitted: bool = True
+) -> QueueActionResult:
+    """A refusal's audit row: one each, up to ``refusals.LIMIT`` a minute per person, then one row
+    counting the rest of that minute (as for task actions). ``reason`` is already checked."""
+    scope = queue_scope(str(queue or "").replace("\x00", "")[: queue_pauses.MAX_QUEUE_NAME])
+    action = _audit_refusal(
+        user=user, kind=kind, reason=reason, message=message, targets=(), bulk=False, scope=scope
+    )
+    note = None if action.message == message else message
+    return QueueActionResult(action=action, permitted=permitted, note=note)
+
+
 def _refuse_unpermitted(user: User, kind: str, queue: str, reason: str) -> QueueActionResult:
     verb = {"pause_queue": "pause", "resume_queue": "resume", "purge_queue": "purge"}
-    action = _audit(
-        user=user, kind=kind, queue=str(queue or "").replace("\x00", ""),
-        reason=(reason or "").replace("\x00", "").strip()[:2000] or "(none)",
-        outcome=Outcome.REFUSED, message=f"{user.get_username()} may not {verb[kind]} queues.",
-    )  # fmt: skip
-    return QueueActionResult(action=action, permitted=False)
+    message = f"{user.get_username()} may not {verb[kind]} queues."
+    return _refuse(user, kind, queue, reason, message, permitted=False)
 
 
 def _finish(action: OperatorAction, outcome: str, message: str) -> None:
@@ -116,9 +128,10 @@ def _since(paused_at: dt.datetime, now: dt.datetime) -> str:
 
 def queue_pause(*, user: User, queue: str, reason: str) -> QueueActionResult:
     """Pause ``queue``: no worker consumes it until it is resumed, restarted workers included."""
+    reason = clean_reason(reason)  # first: nothing is stored for a reason too long to keep
     if not user.has_perm(PAUSE_PERMISSION):
         return _refuse_unpermitted(user, Kind.PAUSE_QUEUE, queue, reason)
-    queue, reason = clean_queue(queue), clean_reason(reason)
+    queue = clean_queue(queue)
     now = timezone.now()
     stream = settings.TASKTRAIL_STREAM
     refused: str | None = None
@@ -133,11 +146,7 @@ def queue_pause(*, user: User, queue: str, reason: str) -> QueueActionResult:
             elif QueuePause.objects.count() >= MAX_PAUSED:
                 refused = f"Refused: {MAX_PAUSED} queues are paused already; resume some first."
             if refused is not None:
-                action = _audit(
-                    user=user, kind=Kind.PAUSE_QUEUE, queue=queue, reason=reason,
-                    outcome=Outcome.REFUSED, message=refused,
-                )  # fmt: skip
-                return QueueActionResult(action=action)
+                return _refuse(user, Kind.PAUSE_QUEUE, queue, reason, refused)
             action = _audit(
                 user=user, kind=Kind.PAUSE_QUEUE, queue=queue, reason=reason,
                 outcome=Outcome.PENDING, message=f"Pausing queue {queue}.",
@@ -150,11 +159,8 @@ def queue_pause(*, user: User, queue: str, reason: str) -> QueueActionResult:
             pause = queue_pauses.Pause(queue, user.get_username(), now.timestamp(), reason)
             queue_pauses.remember(shared_client(), stream, pause)
     except IntegrityError:  # paused by someone else between the check and the insert
-        action = _audit(
-            user=user, kind=Kind.PAUSE_QUEUE, queue=queue, reason=reason,
-            outcome=Outcome.REFUSED, message=f"Refused: queue {queue} is already paused.",
-        )  # fmt: skip
-        return QueueActionResult(action=action)
+        message = f"Refused: queue {queue} is already paused."
+        return _refuse(user, Kind.PAUSE_QUEUE, queue, reason, message)
     except redis.RedisError as exc:  # Redis: nothing was paused
         action = _audit(
             user=user, kind=Kind.PAUSE_QUEUE, queue=queue, reason=reason, outcome=Outcome.FAILED,
@@ -168,19 +174,17 @@ def queue_pause(*, user: User, queue: str, reason: str) -> QueueActionResult:
 def queue_resume(*, user: User, queue: str, reason: str) -> QueueActionResult:
     """Resume ``queue``: the workers that stopped consuming it because of the pause consume it
     again (and only they)."""
+    reason = clean_reason(reason)
     if not user.has_perm(RESUME_PERMISSION):
         return _refuse_unpermitted(user, Kind.RESUME_QUEUE, queue, reason)
-    queue, reason = clean_queue(queue), clean_reason(reason)
+    queue = clean_queue(queue)
     now = timezone.now()
     try:
         with transaction.atomic():
             existing = QueuePause.objects.select_for_update().filter(queue=queue).first()
             if existing is None:
-                action = _audit(
-                    user=user, kind=Kind.RESUME_QUEUE, queue=queue, reason=reason,
-                    outcome=Outcome.REFUSED, message=f"Refused: queue {queue} is not paused.",
-                )  # fmt: skip
-                return QueueActionResult(action=action)
+                message = f"Refused: queue {queue} is not paused."
+                return _refuse(user, Kind.RESUME_QUEUE, queue, reason, message)
             was = f"paused by {existing.paused_by} for {_since(existing.paused_at, now)}"
             action = _audit(
                 user=user, kind=Kind.RESUME_QUEUE, queue=queue, reason=reason,
@@ -243,15 +247,13 @@ def _broadcast(action: OperatorAction, queue: str, *, pause: bool, head: str) ->
 def queue_purge(*, user: User, queue: str, confirm_name: str, reason: str) -> QueueActionResult:
     """Delete every message waiting in ``queue`` on the shop's broker. Admins only, confirmed by
     typing the queue's exact name; the audit row says how many were deleted."""
+    reason = clean_reason(reason)
     if not user.has_perm(PURGE_PERMISSION):
         return _refuse_unpermitted(user, Kind.PURGE_QUEUE, queue, reason)
-    queue, reason = clean_queue(queue), clean_reason(reason)
+    queue = clean_queue(queue)
     if confirm_name != queue:
-        action = _audit(
-            user=user, kind=Kind.PURGE_QUEUE, queue=queue, reason=reason, outcome=Outcome.REFUSED,
-            message="Refused: the name typed to confirm is not the queue's name.",
-        )  # fmt: skip
-        return QueueActionResult(action=action)
+        message = "Refused: the name typed to confirm is not the queue's name."
+        return _refuse(user, Kind.PURGE_QUEUE, queue, reason, message)
     preview = purge_preview(queue)
     before = "the monitor had not measured it"
     if preview.depth is not None:

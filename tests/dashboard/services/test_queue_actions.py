@@ -161,3 +161,52 @@ def test_purge_form_asks_for_the_name_and_bad_input_is_400(redis_client):
     ):
         assert admin.post(reverse("queue-action"), data).status_code == 400
     assert not QueuePause.objects.exists()
+
+
+# -- the reason first, refusals past the rate ------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["pause", "resume", "purge"])
+def test_a_huge_reason_from_a_viewer_stores_nothing(redis_client, kind):
+    """The reason is checked before the permission: 2.4 MB from someone without the role is a 400
+    and no audit row, not a refusal that keeps (part of) it."""
+    client, _ = client_for("viewer")
+    huge = "why " * 600_000
+    data = {"action": kind, "queue": QUEUE, "reason": huge, "confirm_name": QUEUE}
+    response = client.post(reverse("queue-action"), data)
+    assert response.status_code == 400
+    assert b"characters long; keep it to 1,000" in response.content
+    assert not OperatorAction.objects.exists() and not QueuePause.objects.exists()
+    with pytest.raises(ActionInputError):
+        queue_pause(user=person("viewer"), queue=QUEUE, reason=huge)
+    assert not OperatorAction.objects.exists()
+
+
+def test_refused_queue_actions_past_the_limit_are_counted_on_one_row(redis_client):
+    from dashboard import refusals
+
+    viewer = person("viewer")
+    total = refusals.LIMIT + 15
+    results = [queue_purge(user=viewer, queue=QUEUE, confirm_name=QUEUE, reason=f"try {i}")
+               for i in range(total)]  # fmt: skip
+    assert all(not r.permitted for r in results)
+    assert all(r.message == f"{viewer.username} may not purge queues." for r in results)
+    rows = list(OperatorAction.objects.order_by("pk"))
+    # within one minute: LIMIT rows, then one that counts the rest (two if the minute turned)
+    assert refusals.LIMIT + 1 <= len(rows) <= refusals.LIMIT + 2
+    assert [r.reason for r in rows[: refusals.LIMIT]] == [f"try {i}" for i in range(refusals.LIMIT)]
+    assert rows[0].scope == f"queue {QUEUE}"
+    assert all(r.outcome == "refused" for r in rows)
+    assert "counted here only" in rows[-1].message
+
+
+def test_an_operators_state_refusals_are_counted_too_and_each_is_told_why(redis_client):
+    from dashboard import refusals
+
+    operator = person("operator")
+    results = [queue_resume(user=operator, queue=QUEUE, reason="again") for _ in range(15)]
+    assert all(r.message == f"Refused: queue {QUEUE} is not paused." for r in results)
+    assert refusals.LIMIT + 1 <= OperatorAction.objects.count() <= refusals.LIMIT + 2
+    # an action carried out is always recorded
+    paused = queue_pause(user=operator, queue=QUEUE, reason="provider down")
+    assert paused.action.outcome in ("done", "partial") and QueuePause.objects.exists()
