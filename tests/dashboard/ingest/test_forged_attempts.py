@@ -210,3 +210,43 @@ def test_attempts_over_the_cap_are_dead_lettered(redis_client):
     assert (row.state, row.retries) == ("SUCCESS", 0)
     assert row.started_at.timestamp() == pytest.approx(t0 + 1)
     assert conflict(task_id) == ("state", f"STARTED (retries {MAX_ATTEMPT})")
+
+
+def test_successes_stored_before_the_first_success_band_outrank_later_ones(redis_client):
+    """The migration gives a success stored with the old key the earliest receive time: a forged
+    success of another attempt that arrives after the upgrade does not replace it."""
+    import importlib
+
+    from django.db import connection
+
+    from dashboard.ingest import merge
+
+    migration = importlib.import_module("dashboard.migrations.0013_identity_conflict_clear")
+    t0 = time.time() - 60
+    task_id = new_task_id()
+    xadd(redis_client, *real_success(task_id, t0))
+    drain(redis_client)
+    old = merge.SUCCESS_BAND | (0 << 8) | merge.TERMINAL_ORDER[merge.SUCCESS]  # attempt 0
+    TaskRun.objects.filter(task_id=task_id).update(state_key=old, worker_key=old, error_key=old)
+    before = timing(task_id)
+    with connection.cursor() as cursor:
+        for sql in migration._success_keys(
+            migration._new, migration._OLD_BAND, migration._NEW_BAND
+        ):
+            cursor.execute(sql)
+    row = TaskRun.objects.get(task_id=task_id)
+    assert row.state_key >= merge.FIRST_SUCCESS_BAND
+    assert merge.attempt_of_key(row.state_key) == 0
+    assert row.worker_key == row.error_key == row.state_key
+    xadd(
+        redis_client,
+        event("succeeded", task_id, t0 + 40, name=NAME, retries=5, hostname="evil@host",
+              runtime=39.0),
+    )  # fmt: skip
+    drain(redis_client)
+    assert timing(task_id) == before
+    assert conflict(task_id) == ("state", "SUCCESS (retries 5)")
+    with connection.cursor() as cursor:  # and back
+        for sql in migration._success_keys(migration._old, migration._NEW_BAND, 1 << 62):
+            cursor.execute(sql)
+    assert TaskRun.objects.get(task_id=task_id).state_key == old
