@@ -31,14 +31,16 @@ def _old(column: str) -> str:
     return f"{_OLD_BAND} + {attempt} * 256 + {_SUCCESS_RANK}"
 
 
-def _success_keys(convert: Callable[[str], str], lower: int, upper: int) -> list[str]:
+def _success_keys(convert: Callable[[str], str], lower: int, upper: int) -> tuple[str, ...]:
     found = f"state_key >= {lower} AND state_key < {upper} AND state_key % 256 = {_SUCCESS_RANK}"
-    return [
-        # worker_key and error_key first: they are compared with the state key as it was
+    # worker_key and error_key first: they are compared with the state key as it was
+    keys = tuple(
         f"UPDATE dashboard_taskrun SET {column} = {convert(column)} "  # noqa: S608 (constants)
         f"WHERE {found} AND {column} = state_key"
         for column in ("worker_key", "error_key")
-    ] + [f"UPDATE dashboard_taskrun SET state_key = {convert('state_key')} WHERE {found}"]  # noqa: S608
+    )
+    state = f"UPDATE dashboard_taskrun SET state_key = {convert('state_key')} WHERE {found}"  # noqa: S608
+    return (*keys, state)
 
 
 class Migration(migrations.Migration):
