@@ -24,7 +24,7 @@ from dashboard.services_incidents import (
     AcknowledgeResult,
     incident_acknowledge,
 )
-from dashboard.views.access import viewer_required
+from dashboard.views.access import VIEW_TASKS, viewer_required
 from dashboard.views.outcomes import flash_outcome, htmx_status
 from dashboard.views.requests import HtmxHttpRequest
 
@@ -52,9 +52,27 @@ def incidents_page(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/incidents.html", context)
 
 
+def _answer_without_incident(
+    request: HtmxHttpRequest, incident_id: int, result: AcknowledgeResult | None, error: str
+) -> HttpResponse:
+    """The answer to someone who may not read the incidents: the refusal (or the input error) and
+    nothing of the incident, neither its figures nor who acknowledged it."""
+    message = error or (result.message if result else "")
+    status = 403 if result is not None and not result.permitted else 400
+    if request.htmx:
+        context = {"incident_id": incident_id, "message": message}
+        return render(
+            request, "dashboard/partials/incident_answer.html", context, status=htmx_status(status)
+        )
+    template = "403.html" if status == 403 else "dashboard/bad_request.html"
+    return render(request, template, {"message": message}, status=status)
+
+
 def _acknowledged(
     request: HtmxHttpRequest, incident_id: int, result: AcknowledgeResult | None, error: str
 ) -> HttpResponse:
+    if not request.user.has_perm(VIEW_TASKS):
+        return _answer_without_incident(request, incident_id, result, error)
     status = flash_outcome(request, result, error)
     if request.htmx:
         incident = incident_row(incident_id=incident_id)

@@ -95,3 +95,27 @@ def test_acknowledge_needs_the_csrf_token(incident):
 
 def test_acknowledge_answers_405_to_get(incident):
     assert client_in("operator").get(url(incident)).status_code == 405
+
+
+@pytest.mark.parametrize("silence", ["1h", "99h"])
+@pytest.mark.parametrize("headers", [HTMX, {}])
+def test_someone_without_a_role_gets_the_message_and_nothing_of_the_incident(
+    incident, silence, headers
+):
+    """A login without the view permission is told why, never shown the incident's row (its
+    queue, figures, who acknowledged it and their note)."""
+    client_in("operator").post(url(incident), {"note": "secret <b>plan</b>", "silence": "1h"})
+    nobody = Client()
+    nobody.force_login(User.objects.create_user("no-role"))
+    response = nobody.post(url(incident), {"note": "x", "silence": silence}, headers=headers)
+    html = response.content.decode()
+    refused = silence == "1h"  # an unknown silence is an input error, answered before the service
+    if headers:
+        assert response.status_code == (403 if refused else 422)
+        assert html.lstrip().startswith(f'<tr id="incident-{incident.pk}"><td colspan="6">')
+    else:
+        assert response.status_code == (403 if refused else 400)
+    message = "no-role may not" if refused else "Choose how long to silence reminders."
+    assert message in html
+    for leaked in ("emails", "342 waiting", "secret", "operator-view", "incident-open"):
+        assert leaked not in html, leaked
