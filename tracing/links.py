@@ -30,8 +30,9 @@ PLACEHOLDERS: Final = frozenset(
     {"trace_id", "span_id", "trace_id_dd64", "span_id_dec", "start_s", "end_s", "start_ms",
      "end_ms", "base"}
 )  # fmt: skip
-_TRACE_ID: Final = re.compile(r"^[0-9a-f]{32}$")
-_SPAN_ID: Final = re.compile(r"^[0-9a-f]{16}$")
+# whole ids only (fullmatch): "$" would also accept a trailing line break
+_TRACE_ID: Final = re.compile(r"[0-9a-f]{32}")
+_SPAN_ID: Final = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class TraceViewer:
         start: dt.datetime | None = None,
         end: dt.datetime | None = None,
     ) -> str | None:
-        if not span_id or not _SPAN_ID.match(span_id):
+        if not span_id or not _SPAN_ID.fullmatch(span_id):
             return self.trace_url(trace_id, start, end)
         return self._render(self.span_template, trace_id, span_id, start, end)
 
@@ -99,7 +100,7 @@ class TraceViewer:
         end: dt.datetime | None,
     ) -> str | None:
         trace_id = (trace_id or "").lower()
-        if not _TRACE_ID.match(trace_id):
+        if not _TRACE_ID.fullmatch(trace_id):
             return None
         begin, finish = time_window(start, end)
         values = {

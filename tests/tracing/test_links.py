@@ -123,6 +123,16 @@ def test_malformed_ids_give_no_url():
     assert viewer.span_url(TRACE, "xyz") == f"http://j/trace/{TRACE}"
 
 
+@pytest.mark.parametrize("tail", ["\n", "\r\n", " ", "0", "\x00"])
+def test_an_id_with_anything_after_it_gives_no_url(tail):
+    viewer = parse_viewer("jaeger http://j")
+    assert viewer is not None
+    assert viewer.trace_url(TRACE + tail) is None
+    assert viewer.span_url(TRACE + tail, SPAN) is None
+    # a span id that is not whole: the trace's link, without selecting a span
+    assert viewer.span_url(TRACE, SPAN + tail) == f"http://j/trace/{TRACE}"
+
+
 def row(**fields):
     base = {
         "trace_id": TRACE,
