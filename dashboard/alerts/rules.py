@@ -156,6 +156,16 @@ class QueueFigures:
     finished_in_window: int | None  # tasks finished within no_progress_seconds; None: unknown
     finished_per_minute: float | None = None  # over the last five minutes, for display
     paused: bool = False  # an operator paused it: paused, not stuck (see evaluate_pause)
+    # seconds since an operator resumed it, when recent: its messages were held on purpose, so
+    # their wait counts from the resume (the workers get the oldest-message limits afresh)
+    resumed_ago: float | None = None
+
+    @property
+    def oldest_age_for_rules(self) -> float | None:
+        """The oldest message's age as the rules judge it: no more than the time since a resume."""
+        if self.oldest_age is None or self.resumed_ago is None:
+            return self.oldest_age
+        return min(self.oldest_age, max(0.0, self.resumed_ago))
 
 
 def queue_conditions(figures: QueueFigures) -> dict[str, bool | None]:
@@ -182,8 +192,9 @@ def evaluate_queue(
         limits = replace(limits, enabled=False)
     fired: list[str] = []
     waiting = figures.depth is not None and figures.depth > 0
+    oldest = figures.oldest_age_for_rules
     if limits.enabled and waiting:
-        if _over(figures.oldest_age, limits.oldest_seconds):
+        if _over(oldest, limits.oldest_seconds):
             fired.append("oldest")
         if _over(held.get(NO_CONSUMER), limits.no_consumer_seconds):
             fired.append(NO_CONSUMER)
@@ -195,7 +206,7 @@ def evaluate_queue(
         limits.enabled
         and waiting
         and (
-            _over(figures.oldest_age, limits.warning_oldest_seconds)
+            _over(oldest, limits.warning_oldest_seconds)
             or (limits.no_consumer_seconds > 0 and NO_CONSUMER in held)
             or (limits.no_progress_seconds > 0 and NO_PROGRESS in held)
         )
@@ -219,6 +230,7 @@ def evaluate_queue(
             "consumers": figures.consumers,
             "finished_in_window": figures.finished_in_window,
             "finished_per_minute": figures.finished_per_minute,
+            "resumed_ago": figures.resumed_ago,
             "no_consumer_for": held.get(NO_CONSUMER),
             "no_progress_for": held.get(NO_PROGRESS),
         },
@@ -242,6 +254,8 @@ def _queue_words(figures: QueueFigures, fired: list[str], limits: QueueThreshold
         parts.append(f"{figures.consumers} consumer{'s' if figures.consumers != 1 else ''}")
     if NO_PROGRESS in fired:
         parts.append(f"nothing finished in {duration_words(limits.no_progress_seconds)}")
+    if figures.resumed_ago is not None and not figures.paused:
+        parts.append(f"resumed {duration_words(figures.resumed_ago)} ago")
     return ", ".join(parts)
 
 

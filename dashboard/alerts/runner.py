@@ -59,6 +59,35 @@ def paused_queues() -> dict[str, Any]:
     return {p.queue: p for p in QueuePause.objects.order_by("queue")[:MAX_QUEUES]}
 
 
+def recent_resumes(since: dt.datetime) -> dict[str, float]:
+    """When each queue was last resumed (Unix time), for resumes since ``since``: from the audit
+    rows (the pause row is gone). A failed resume left the queue paused and does not count."""
+    from dashboard.models import OperatorAction
+    from dashboard.services_queues import queue_scope
+    from tasktrail.queue_pauses import MAX_QUEUES
+
+    Outcome = OperatorAction.Outcome
+    rows = (
+        OperatorAction.objects.filter(
+            kind=OperatorAction.Kind.RESUME_QUEUE,
+            at__gte=since,
+            outcome__in=[Outcome.PENDING, Outcome.DONE, Outcome.PARTIAL],
+        )
+        .order_by("-at")
+        .values_list("scope", "at")[: 4 * MAX_QUEUES]
+    )
+    prefix = queue_scope("")
+    resumed: dict[str, float] = {}
+    for scope, at in rows:
+        if scope.startswith(prefix):
+            resumed.setdefault(scope[len(prefix) :], at.timestamp())
+    return resumed
+
+
+def _within(seconds: float, limit: float) -> float | None:
+    return max(0.0, seconds) if seconds < limit else None
+
+
 class CheckRunner:
     def __init__(
         self,
@@ -99,6 +128,9 @@ class CheckRunner:
             | set(paused := paused_queues())  # measured even if no worker declared them
         )
         measured = self.queues.read(names, timer)  # Redis: one round trip for every queue
+        # a resumed queue's held messages count their wait from the resume (rules.QueueFigures)
+        grace = max((thresholds.for_queue(n).oldest_seconds for n in names), default=0.0)
+        resumed = recent_resumes(now_dt - dt.timedelta(seconds=grace)) if grace > 0 else {}
         waiting = queue_figures.waiting_since(names, now_dt)
         report.broker = queue_figures.broker_summary(measured)
         broker = redis_state.read_broker(self.client, self.stream, now, timer)
@@ -129,6 +161,9 @@ class CheckRunner:
                 finished_in_window=counts.get(f"w{int(window)}", 0) if window else None,
                 finished_per_minute=counts.get("rate", 0) * per_minute,
                 paused=name in paused,
+                resumed_ago=_within(now - resumed[name], limits.oldest_seconds)
+                if name in resumed
+                else None,
             )
             figures_by_queue[name] = figures
             report.queue_details[name] = {
