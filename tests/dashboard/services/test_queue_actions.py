@@ -126,6 +126,8 @@ def test_the_queues_page_shows_a_paused_queue_the_monitor_has_not_measured(redis
     assert f"by {operator.username}, because provider &lt;b&gt;down&lt;/b&gt;" in page
     assert "action=resume&amp;queue=payments" in page
     assert "action=purge" not in page  # admins only
+    admin, _ = client_for("admin")
+    assert "action=purge&amp;queue=payments" in admin.get(reverse("queues")).content.decode()
 
 
 def test_confirm_then_post_pauses_and_a_viewer_gets_403(redis_client):
