@@ -20,11 +20,6 @@ def alert_since(stream: str) -> str:
     return f"{stream}:alerts:since"
 
 
-def alert_workers(stream: str) -> str:
-    """Hash: worker hostname -> when it last answered."""
-    return f"{stream}:alerts:workers"
-
-
 def alert_snapshot(stream: str) -> str:
     """String: the latest check's figures (JSON), which the pages and /metrics show."""
     return f"{stream}:alerts:snapshot"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +48,6 @@ class BrokerFigures:
     """The stream's Redis as the check read it (the name predates the shop's broker reader)."""
 
     since: dict[str, float]  # "condition:subject" -> start
-    workers_seen: dict[str, float]  # hostname -> last answered
     lag_seconds: float | None
     lag_entries: int | None
     stream_length: int | None = None  # entries no monitor has finished (acknowledged = deleted)
@@ -59,18 +58,16 @@ def read_broker(client: redis.Redis, stream: str, now: float, timer: RedisTimer)
     """Everything read from the stream's Redis in one pipelined round trip."""
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(redis_keys.alert_since(stream))
-    pipe.hgetall(redis_keys.alert_workers(stream))
     pipe.xrange(stream, count=1)  # acknowledged entries are deleted: this is the oldest unwritten
     pipe.xinfo_groups(stream)
     pipe.xlen(stream)
     pipe.hgetall(redis_keys.stream_trimmed(stream))
     with timer.measure():
         replies = pipe.execute(raise_on_error=False)
-    since_raw, seen_raw, first, groups, length, trimmed = replies
+    since_raw, first, groups, length, trimmed = replies
     lag_entries, lag_seconds = parse_stream_lag(first, groups, now)
     return BrokerFigures(
         since=_float_hash(since_raw),
-        workers_seen=_float_hash(seen_raw),
         lag_seconds=lag_seconds,
         lag_entries=lag_entries,
         stream_length=length if isinstance(length, int) else None,
@@ -151,8 +148,6 @@ def write_state(
     client: redis.Redis,
     stream: str,
     update: ClockUpdate,
-    workers_seen: Mapping[str, float],
-    workers_forget: Sequence[str],
     snapshot: Mapping[str, Any],
     ttl: int,
     timer: RedisTimer,
@@ -164,10 +159,6 @@ def write_state(
         pipe.hsetnx(since, key, start)  # another monitor's earlier start wins
     if update.clear:
         pipe.hdel(since, *update.clear)
-    for host, seen in workers_seen.items():
-        pipe.hset(redis_keys.alert_workers(stream), host, seen)
-    if workers_forget:
-        pipe.hdel(redis_keys.alert_workers(stream), *workers_forget)
     pipe.set(redis_keys.alert_snapshot(stream), json.dumps(snapshot), ex=ttl)
     if overview is not None:
         # kept long after the monitor stops: the page shows them with their age, not nothing

@@ -201,8 +201,6 @@ class CheckRunner:
         complete.add(rules.TASK_OVERDUE)
 
         # workers whose heartbeats stopped without a goodbye: gone, and only then their tasks LOST
-        seen_now: dict[str, float] = {}
-        forget = list(broker.workers_seen)  # sightings of the former broadcast probe: unused
         report.marked_lost += self.mark_gone(now, broker.lag_seconds)
         unfinished = task_figures.unfinished_per_worker(now_dt)
         silent = gone_workers()
@@ -241,8 +239,6 @@ class CheckRunner:
             self.client,
             self.stream,
             update,
-            seen_now,
-            forget,
             self.snapshot(now, report, figures_by_queue, stream, workers, timer.seconds),
             ttl=int(max(60.0, 6 * self.check_seconds)),
             timer=timer,
