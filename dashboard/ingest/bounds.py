@@ -63,6 +63,8 @@ _TIMES: Final = ("ts", "published_at")
 
 def one_line(text: str, limit: int = MAX_NAME) -> str:
     """``text`` without control characters (each replaced by U+FFFD), cut to ``limit``."""
+    if text.isprintable():  # every character _CONTROL matches is not (Cc, Cf, Zl, Zp): none here
+        return text[:limit]
     return _CONTROL.sub(REPLACEMENT, text)[:limit]
 
 

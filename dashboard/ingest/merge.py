@@ -50,6 +50,7 @@ computes the same in SQL.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -493,14 +494,19 @@ _SEQ_BITS: Final = 12  # of the low bits: the entry's sequence number within its
 def identity_key(*, published: bool, ms: int, value: str, seq: int = 0) -> int:
     ms = min(max(ms - _EPOCH_MS, 0), (1 << _MS_BITS) - 1)
     seq = min(max(seq, 0), (1 << _SEQ_BITS) - 1)
-    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     low = _HASH_BITS - _SEQ_BITS
     return (
         (int(not published) << (_MS_BITS + _HASH_BITS))
         | (ms << _HASH_BITS)
         | (seq << low)
-        | (int.from_bytes(digest, "big") & ((1 << low) - 1))
+        | (_digest(value) & ((1 << low) - 1))
     )
+
+
+@functools.lru_cache(maxsize=4096)  # task names repeat in every event: hashed once
+def _digest(value: str) -> int:
+    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
 
 
 def identity_key_time(key: int) -> dt.datetime | None:
@@ -676,7 +682,8 @@ def _attempt_patch(event: Event) -> Patch | None:
         patch["worker_key"] = rank
         patch["worker"] = event["hostname"]
         patch["pid"] = event.get("pid")
-    patch["outcome_rx"] = first_key(event, _outcome_said(event))
+    if kind in ("retried", *_TERMINAL_BY_KIND):  # other ranks' group columns never differ
+        patch["outcome_rx"] = first_key(event, _outcome_said(event))
     return {k: v for k, v in patch.items() if v is not None}
 
 
