@@ -536,6 +536,18 @@ def _outcome_said(event: Event) -> str:
     return "\x1f".join("" if v is None else str(v) for v in (*said, event.get("runtime")))
 
 
+_OUTCOME_KEY: Final = "_outcome_key"  # kept on the bounded copy: the task and attempt share it
+
+
+def _outcome_key(event: Event) -> int:
+    key = event.get(_OUTCOME_KEY)
+    if key is None:
+        key = first_key(event, _outcome_said(event))
+        if isinstance(event, dict):  # bound_event's own copy
+            event[_OUTCOME_KEY] = key
+    return int(key)
+
+
 def _identity(event: Event, patch: Patch) -> None:
     """The identity keys of the columns this event carries (see ``IDENTITY_GROUPS``)."""
     ms = _received_ms(event)
@@ -627,10 +639,10 @@ def _task_patch(event: Event) -> Patch:
         patch["error_key"] = key
         patch["exc_type"] = exc_type
         patch["exc_message"] = exc_message
-        patch["error_rx"] = first_key(event, _outcome_said(event))
+        patch["error_rx"] = _outcome_key(event)
     elif kind == "succeeded":
         patch["error_key"] = key  # a success clears the row's error (attempts keep theirs)
-        patch["error_rx"] = first_key(event, _outcome_said(event))
+        patch["error_rx"] = _outcome_key(event)
     patch = {k: v for k, v in patch.items() if v is not None}
     _identity(event, patch)
     return patch
@@ -683,7 +695,7 @@ def _attempt_patch(event: Event) -> Patch | None:
         patch["worker"] = event["hostname"]
         patch["pid"] = event.get("pid")
     if kind in ("retried", *_TERMINAL_BY_KIND):  # other ranks' group columns never differ
-        patch["outcome_rx"] = first_key(event, _outcome_said(event))
+        patch["outcome_rx"] = _outcome_key(event)
     return {k: v for k, v in patch.items() if v is not None}
 
 

@@ -167,10 +167,17 @@ class _Sql:
             f"NULLIF({least}({', '.join(f'COALESCE({k}, {top})' for k, _, _ in found)}), {top})"
         )
         if column == merge.CONFLICT_KEY:
-            return lowest
-        at = 1 if column == merge.CONFLICT_COLUMNS[0] else 2
-        cases = " ".join(f"WHEN {c[0]} = {lowest} THEN {c[at]}" for c in found)
-        return f"CASE {cases} END"
+            full = lowest
+        else:
+            at = 1 if column == merge.CONFLICT_COLUMNS[0] else 2
+            full = (
+                "CASE " + " ".join(f"WHEN {c[0]} = {lowest} THEN {c[at]}" for c in found) + " END"
+            )
+        # Nearly every row has no new conflict: then the stored one stays, and the database skips
+        # the rest (CASE evaluates lazily), which repeats every candidate for each of them.
+        fresh = [k for k, _, _ in found[:-2]]  # the last two: the stored one and the one sent
+        quiet = " AND ".join([*(f"{k} IS NULL" for k in fresh), f"{found[-1][0]} IS NULL"])
+        return f"CASE WHEN {quiet} THEN {self.cur(column)} ELSE {full} END"
 
 
 def attempt_of(key: str) -> str:
