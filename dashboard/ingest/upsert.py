@@ -92,8 +92,7 @@ class _Sql:
                 f"CASE WHEN {_is_success(state)} THEN {attempt_of(state)} "
                 f"ELSE {self.pick('>', cur, new)} END"
             )
-        assert rule.kind == "conflict"
-        return self.conflict(column)
+        raise ValueError(f"{column}: conflict columns are assigned together (conflict_assignment)")
 
     # -- conflicts (merge._join_conflict) ------------------------------------------------------
 
@@ -159,25 +158,21 @@ class _Sql:
             found.append((side(merge.CONFLICT_KEY), side(field), side(text)))
         return found
 
-    def conflict(self, column: str) -> str:
-        found = self.candidates()
-        least = "LEAST" if connection.vendor == "postgresql" else "MIN"
-        top = (1 << 63) - 1
-        lowest = (
-            f"NULLIF({least}({', '.join(f'COALESCE({k}, {top})' for k, _, _ in found)}), {top})"
+    def conflict_assignment(self) -> str:
+        """The three conflict columns in one assignment: the candidate with the lowest key (the
+        first in ``candidates``' order of equal ones), or nulls when there is none. A sub-select
+        names each candidate once; three CASE expressions would repeat them all for each column
+        and each candidate (a statement ten times the size, parsed on every write)."""
+        key, (field, text) = merge.CONFLICT_KEY, merge.CONFLICT_COLUMNS
+        rows = " UNION ALL ".join(
+            f"SELECT {k} AS k, {f} AS f, {t} AS t, {order} AS o"
+            for order, (k, f, t) in enumerate(self.candidates())
         )
-        if column == merge.CONFLICT_KEY:
-            full = lowest
-        else:
-            at = 1 if column == merge.CONFLICT_COLUMNS[0] else 2
-            full = (
-                "CASE " + " ".join(f"WHEN {c[0]} = {lowest} THEN {c[at]}" for c in found) + " END"
-            )
-        # Nearly every row has no new conflict: then the stored one stays, and the database skips
-        # the rest (CASE evaluates lazily), which repeats every candidate for each of them.
-        fresh = [k for k, _, _ in found[:-2]]  # the last two: the stored one and the one sent
-        quiet = " AND ".join([*(f"{k} IS NULL" for k in fresh), f"{found[-1][0]} IS NULL"])
-        return f"CASE WHEN {quiet} THEN {self.cur(column)} ELSE {full} END"
+        columns = ", ".join(self.qn(c) for c in (key, field, text))
+        return (
+            f"({columns}) = (SELECT c.k, c.f, c.t FROM ({rows}) AS c "  # noqa: S608
+            "WHERE c.k IS NOT NULL ORDER BY c.k, c.o LIMIT 1)"
+        )
 
 
 def attempt_of(key: str) -> str:
@@ -222,7 +217,12 @@ def upsert(
     defaults = {c: fields[c].get_default() for c in columns}
 
     sql_rules = _Sql(rules, table)
-    updates = ", ".join(f"{qn(c)} = {sql_rules.expr(c)}" for c in rules)
+    assignments = [
+        f"{qn(c)} = {sql_rules.expr(c)}" for c, r in rules.items() if r.kind != "conflict"
+    ]
+    if any(r.kind == "conflict" for r in rules.values()):
+        assignments.append(sql_rules.conflict_assignment())
+    updates = ", ".join(assignments)
     conflict_sql = ", ".join(qn(c) for c in conflict)
     column_sql = ", ".join(qn(c) for c in columns)
     returning = f" RETURNING {qn(conflict[0])}, CASE WHEN {flag} THEN 1 ELSE 0 END" if flag else ""
