@@ -3,7 +3,7 @@
 The update clause applies the same join as ``merge.join`` inside the database, against the row as it
 is stored, so two monitors writing events of the same task concurrently still converge (PostgreSQL
 serializes the two upserts on the row; neither reads then overwrites). Works on PostgreSQL and
-SQLite (3.24+), which share this syntax.
+SQLite (3.35+, for RETURNING), which share this syntax.
 
 Every ``SET`` expression reads the row as it was before the statement (SQL evaluates them all
 against the old row), so the conflict columns recompute the joined state key themselves.
