@@ -166,17 +166,17 @@ class TaskRun(models.Model):
                     ]
                 ),
             ),
-        ]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(state__in=TaskState.values), name="taskrun_state_valid"
-            ),
             # the oldest task still waiting in each queue (dashboard.alerts.queue_figures): only
             # published, not yet received rows, so it stays as small as the backlog
             models.Index(
                 fields=["queue", "published_at"],
                 name="taskrun_queue_waiting",
                 condition=models.Q(state=constants.PENDING),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(state__in=TaskState.values), name="taskrun_state_valid"
             ),
         ]
 
