@@ -104,6 +104,10 @@ def new_task_id() -> str:
 
 
 def event(kind: Any, task_id: str, ts: float, **fields: Any) -> Event:
+    """An event as the recorder makes it: its publish and receipt always carry the call (the
+    arguments, or why they were not kept), which is what fixes the task's queue and input id."""
+    if kind in ("published", "received") and not {"args", "kwargs", "args_dropped"} & set(fields):
+        fields = {"args": "[]", "kwargs": "{}", **fields}
     return make_event(kind, task_id, ts, **fields)
 
 

@@ -103,8 +103,12 @@ def _qs(params: dict[str, str]) -> str:
 def test_hostile_rows_keep_their_values(row):
     task = TaskRun.objects.get(task_id=row.task_id)
     assert MARK in task.name and MARK in (task.worker or "")
-    assert MARK in (task.input_id or "") and MARK in (task.exc_message or "")
-    assert MARK in (task.args or "") and MARK in (task.kwargs or "")
+    assert MARK in (task.exc_message or "")
+    if row.kind == "huge":  # 1 MB: no id is that long, and no call is kept at that size
+        assert task.input_id is None and task.args is None and task.kwargs is None
+    else:
+        assert MARK in (task.input_id or "")
+        assert MARK in (task.args or "") and MARK in (task.kwargs or "")
 
 
 def test_every_page_and_partial_escapes_hostile_values(row, redis_client):
@@ -125,10 +129,12 @@ def test_task_page_stays_usable_with_a_1_mb_value():
     assert len(client.get(reverse("tasks")).content) < PAGE_BUDGET
 
 
-def test_the_api_carries_the_1_mb_value_whole():
+def test_the_api_does_not_carry_arguments_over_the_cap():
     row = record_hostile("huge")
-    data = client_for("token").get(reverse("api-task", args=[row.task_id])).json()
-    assert row.value in json.loads(data["args"])
+    response = client_for("token").get(reverse("api-task", args=[row.task_id]))
+    data = response.json()
+    assert data["args"] is None and data["kwargs"] is None
+    assert len(response.content) < PAGE_BUDGET
 
 
 def test_action_answers_and_audit_page_escape_hostile_values(row):

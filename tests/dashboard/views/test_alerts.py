@@ -89,8 +89,13 @@ def test_queue_states_on_the_queues_page_and_the_overview(viewer_client, redis_c
     snapshot(
         redis_client,
         {
-            "default": {"state": "stuck", "words": "oldest message waiting 7m12s", "consumers": 0},
-            "payments": {"state": "ok", "words": "0 waiting", "consumers": 1},
+            "default": {
+                "state": "stuck",
+                "words": "oldest message waiting 7m12s",
+                "consumers": 0,
+                "depth": 3,
+            },
+            "payments": {"state": "ok", "words": "0 waiting", "consumers": 1, "depth": 0},
         },
     )
     queues = viewer_client.get(reverse("queues")).content.decode()
