@@ -22,6 +22,7 @@ from django.db.models import Count
 from dashboard.ingest.stream import GROUP
 from dashboard.models import TaskAttempt, TaskRun
 from tasktrail import recorder
+from tasktrail.events import ENTRY_FIELD
 from tests.integration.conftest import Worker, database_url_for_children, start_worker
 from tests.processes import Child, spawn
 from tests.reliability import tasks as rtasks
@@ -155,6 +156,13 @@ def backlog(client: Any) -> int:
     return int(client.xlen(settings.TASKTRAIL_STREAM))
 
 
+def events_waiting(client: Any) -> int:
+    """Stream entries holding task events no monitor has acknowledged. A worker's heartbeat (an
+    entry of its own, every few seconds) may be there the moment before a monitor reads it."""
+    entries = client.xrange(settings.TASKTRAIL_STREAM)
+    return sum(1 for _, fields in entries if ENTRY_FIELD in fields)
+
+
 def pending(client: Any) -> int:
     try:
         return int(client.xpending(settings.TASKTRAIL_STREAM, GROUP)["pending"])
@@ -204,5 +212,4 @@ def assert_exactly_one_correct_row_each(client: Any, prefix: str, count: int) ->
     assert attempts.filter(attempt=0, outcome="SUCCESS", finished_at__isnull=False).count() == count
     duplicated = TaskAttempt.objects.values("task_id").annotate(n=Count("id")).filter(n__gt=1)
     assert not duplicated.exists()
-    assert backlog(client) == 0
-    assert pending(client) == 0
+    assert events_waiting(client) == 0
