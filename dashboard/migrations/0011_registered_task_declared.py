@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("dashboard", "0011_queue_waiting_index"),
+        ("dashboard", "0010_queue_waiting_index"),
     ]
 
     operations = [

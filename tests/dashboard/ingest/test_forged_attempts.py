@@ -221,7 +221,7 @@ def test_successes_stored_before_the_first_success_band_outrank_later_ones(redis
 
     from dashboard.ingest import merge
 
-    migration = importlib.import_module("dashboard.migrations.0013_identity_conflict_clear")
+    migration = importlib.import_module("dashboard.migrations.0014_identity_conflict_clear")
     t0 = time.time() - 60
     task_id = new_task_id()
     xadd(redis_client, *real_success(task_id, t0))

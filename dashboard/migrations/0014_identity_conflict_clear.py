@@ -45,7 +45,7 @@ def _success_keys(convert: Callable[[str], str], lower: int, upper: int) -> tupl
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("dashboard", "0012_api_token_expiry"),
+        ("dashboard", "0013_api_token_expiry"),
     ]
 
     operations = [

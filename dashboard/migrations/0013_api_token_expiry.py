@@ -19,7 +19,7 @@ def give_existing_tokens_an_expiry(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("dashboard", "0010_task_identity_conflicts"),
+        ("dashboard", "0012_task_identity_conflicts"),
     ]
 
     operations = [

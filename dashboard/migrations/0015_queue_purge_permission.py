@@ -9,7 +9,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("dashboard", "0013_identity_conflict_clear"),
+        ("dashboard", "0014_identity_conflict_clear"),
     ]
 
     operations = [
