@@ -37,7 +37,8 @@ def real_success(task_id: str, t0: float) -> list[dict]:
     return [
         event("published", task_id, t0, name=NAME, queue="default", args="[1]", kwargs="{}",
               retries=0, published_at=t0),
-        event("received", task_id, t0 + 0.5, name=NAME, retries=0, hostname="w1@host"),
+        event("received", task_id, t0 + 0.5, name=NAME, queue="default", args="[1]", kwargs="{}",
+              retries=0, hostname="w1@host"),
         event("started", task_id, t0 + 1, name=NAME, retries=0, hostname="w1@host",
               queue_wait=0.5),
         event("succeeded", task_id, t0 + 2, name=NAME, retries=0, hostname="w1@host",

@@ -148,7 +148,11 @@ def test_a_disagreeing_event_after_the_clear_records_the_conflict_again(redis_cl
     assert again[1:] == first[1:]
     assert again[0] >= first[0]  # received later
     task_conflict_clear(user=user_in("admin"), task_id=task_id, reason="checked again")
-    xadd(redis_client, event("received", task_id, time.time(), name="shop.other", retries=0))
+    xadd(
+        redis_client,
+        event("received", task_id, time.time(), name="shop.other", queue="default",
+              args='[1, "a@shop.example"]', kwargs="{}", retries=0),
+    )  # fmt: skip
     drain(redis_client)
     assert conflict_of(task_id)[1:] == ("name", "shop.other")
 
