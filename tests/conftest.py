@@ -104,9 +104,9 @@ def new_task_id() -> str:
 
 
 def event(kind: Any, task_id: str, ts: float, **fields: Any) -> Event:
-    """An event as the recorder makes it: its publish and receipt always carry the call (the
-    arguments, or why they were not kept), which is what fixes the task's queue and input id."""
-    if kind in ("published", "received") and not {"args", "kwargs", "args_dropped"} & set(fields):
+    """An event as the recorder makes it: its publish always carries the call (the arguments, or
+    why they were not kept), which is what fixes the task's queue and input id."""
+    if kind == "published" and not {"args", "kwargs", "args_dropped"} & set(fields):
         fields = {"args": "[]", "kwargs": "{}", **fields}
     return make_event(kind, task_id, ts, **fields)
 
@@ -132,6 +132,8 @@ def story_success(task_id: str, t0: float = 1_750_000_000.0) -> list[Event]:
             t0 + 0.5,
             name="shop.send_invoice",
             queue="default",
+            args="[1234]",
+            kwargs="{}",
             hostname="w1@host",
             retries=0,
             published_at=t0,
