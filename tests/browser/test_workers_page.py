@@ -47,7 +47,7 @@ def test_the_page_follows_workers_arriving_and_going_without_a_reload(page, logg
 def test_a_huge_hostname_and_queue_name_keep_the_page_within_a_1366_pixel_laptop(page, logged_in):
     page.set_viewport_size({"width": 1366, "height": 800})
     make_worker(
-        "h" * 240 + "@shop-1.internal",  # the longest hostname the row stores, without a space
+        "h" * 239 + "@shop-1.internal",  # 255 characters: the longest hostname the row stores
         queues=["q" * 600, "default"],
         release="r" * 255,
         running=["t" * 255],
