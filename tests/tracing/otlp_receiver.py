@@ -22,6 +22,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 KINDS = {1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
 
 
+class _Server(ThreadingHTTPServer):
+    # A collector's listen backlog, not http.server's 5: pool processes recycled together all
+    # export at once, and a refused connection would cost them their spans.
+    request_queue_size = 128
+
+
 @dataclass(frozen=True)
 class ReceivedSpan:
     name: str
@@ -65,7 +71,7 @@ class OtlpReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
