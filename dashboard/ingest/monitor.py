@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -212,26 +212,17 @@ class Monitor:
         return decoded.report
 
     def _write_catalog(self, entry_id: bytes, report: Report) -> bool:
-        """Store one worker's catalog, waiting out a database that is down; a catalog the
-        database refuses is dead-lettered. False if stopped meanwhile (the entry stays pending)."""
-        backoff = 0.5
-        while True:
-            try:
-                write_catalog(report)
-                self.stats.catalogs += 1
-                return True
-            except (OperationalError, InterfaceError) as exc:
-                self.stats.db_retries += 1
-                logger.warning("database unavailable (%s); retrying in %.1fs", exc, backoff)
-                connection.close()
-            except Exception as exc:
-                if isinstance(exc, DatabaseError):
-                    connection.close()
-                self._reject(entry_id, [Rejected(f"catalog not writable: {exc}"[:500], report)])
-                return True
-            if self._stopping.wait(backoff):
-                return False
-            backoff = min(self.max_backoff, backoff * 2)
+        """Store one worker's catalog; a catalog the database refuses is dead-lettered."""
+
+        def write() -> None:
+            write_catalog(report)
+            self.stats.catalogs += 1
+
+        def refused(exc: Exception) -> bool:
+            self._reject(entry_id, [Rejected(f"catalog not writable: {exc}"[:500], report)])
+            return True
+
+        return self._wait_out_database(write, refused)
 
     def _decode_heartbeat(self, entry_id: bytes, fields: dict[bytes, bytes]) -> Heartbeat | None:
         try:
@@ -243,45 +234,54 @@ class Monitor:
         return None
 
     def _write_heartbeats(self, beats: list[tuple[bytes, Heartbeat]]) -> bool:
-        """Store the workers' heartbeats like a catalog: a database that is down is waited out,
-        beats it refuses are dead-lettered. False if stopped meanwhile (entries stay pending)."""
-        backoff = 0.5
-        while True:
-            try:
-                write_heartbeats([beat for _, beat in beats])
-                self.stats.heartbeats += len(beats)
-                return True
-            except (OperationalError, InterfaceError) as exc:
-                self.stats.db_retries += 1
-                logger.warning("database unavailable (%s); retrying in %.1fs", exc, backoff)
-                connection.close()
-            except Exception as exc:
-                if isinstance(exc, DatabaseError):
-                    connection.close()
-                for entry_id, beat in beats:
-                    self._reject(entry_id, [Rejected(f"heartbeat not writable: {exc}"[:500], beat)])
-                return True
-            if self._stopping.wait(backoff):
-                return False
-            backoff = min(self.max_backoff, backoff * 2)
+        """Store the workers' heartbeats; beats the database refuses are dead-lettered."""
+
+        def write() -> None:
+            write_heartbeats([beat for _, beat in beats])
+            self.stats.heartbeats += len(beats)
+
+        def refused(exc: Exception) -> bool:
+            for entry_id, beat in beats:
+                self._reject(entry_id, [Rejected(f"heartbeat not writable: {exc}"[:500], beat)])
+            return True
+
+        return self._wait_out_database(write, refused)
 
     def _write_with_retry(self, events: list[Event]) -> bool:
+        def refused(exc: Exception) -> bool:
+            # The database is up but refuses this content (or it cannot be converted): find the
+            # events at fault.
+            logger.warning("batch not writable (%s); writing task by task", exc)
+            return self._write_separately(events)
+
+        return self._wait_out_database(
+            lambda: write_events(events), refused, close_on_refusal=False
+        )
+
+    def _wait_out_database(
+        self,
+        write: Callable[[], object],
+        refused: Callable[[Exception], bool],
+        *,
+        close_on_refusal: bool = True,
+    ) -> bool:
+        """Run ``write``, waiting out a database that is down (backing off, until stopped: then
+        False, and the entries stay pending); content it refuses goes to ``refused``."""
         backoff = 0.5
         while True:
             try:
-                write_events(events)
+                write()
                 return True
             except (OperationalError, InterfaceError) as exc:
                 self.stats.db_retries += 1
                 logger.warning("database unavailable (%s); retrying in %.1fs", exc, backoff)
                 connection.close()
             except Exception as exc:
-                # The database is up but refuses this content (or it cannot be converted):
-                # find the events at fault.
-                logger.warning("batch not writable (%s); writing task by task", exc)
-                return self._write_separately(events)
+                if close_on_refusal and isinstance(exc, DatabaseError):
+                    connection.close()
+                return refused(exc)
             if self._stopping.wait(backoff):
-                return False  # stopped while the database is down: leave the batch pending
+                return False
             backoff = min(self.max_backoff, backoff * 2)
 
     def _write_separately(self, events: list[Event]) -> bool:
